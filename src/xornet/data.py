@@ -1,0 +1,126 @@
+"""Seeded datasets with features as rows: X is (features, n) float, y is (1, n) int 0/1.
+
+- ``xor``: two random bits and their XOR (the tutorial's construction);
+- ``noisy_xor``: the four corners of the unit square plus Gaussian noise,
+  labelled by the XOR of their corner;
+- ``parity``: ``n_bits`` random bits and their parity.
+"""
+
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from xornet.io import write_npz
+
+Array = np.ndarray
+
+
+class DataFileError(ValueError):
+    """A data file is missing, unreadable or malformed; the message names the file."""
+
+
+@dataclass(frozen=True)
+class Dataset:
+    X: Array  # (features, n) float64
+    y: Array  # (1, n) int64, values 0/1
+
+    @property
+    def n(self) -> int:
+        return self.X.shape[1]
+
+
+def _random_bits(n_bits: int, n: int, rng: np.random.Generator) -> Array:
+    return rng.integers(0, 2, size=(n_bits, n))
+
+
+def make_xor(n: int, rng: np.random.Generator, noise: float = 0.0, n_bits: int = 2) -> Dataset:
+    """n columns of two random bits; y = x1 XOR x2."""
+    bits = _random_bits(2, n, rng)
+    y = np.logical_xor(bits[0], bits[1]).astype(np.int64)[np.newaxis, :]
+    return Dataset(bits.astype(np.float64), y)
+
+
+def make_noisy_xor(
+    n: int, rng: np.random.Generator, noise: float = 0.1, n_bits: int = 2
+) -> Dataset:
+    """XOR corners plus N(0, noise^2) on each coordinate; labels from the corner."""
+    clean = make_xor(n, rng)
+    return Dataset(clean.X + noise * rng.standard_normal(clean.X.shape), clean.y)
+
+
+def make_parity(n: int, rng: np.random.Generator, noise: float = 0.0, n_bits: int = 3) -> Dataset:
+    """n columns of ``n_bits`` random bits; y = their sum mod 2."""
+    bits = _random_bits(n_bits, n, rng)
+    y = (bits.sum(axis=0) % 2).astype(np.int64)[np.newaxis, :]
+    return Dataset(bits.astype(np.float64), y)
+
+
+GENERATORS: dict[str, Callable[..., Dataset]] = {
+    "xor": make_xor,
+    "noisy_xor": make_noisy_xor,
+    "parity": make_parity,
+}
+
+
+def split(data: Dataset, test_fraction: float, rng: np.random.Generator) -> tuple[Dataset, Dataset]:
+    """Shuffle the columns and cut off ``round(n * test_fraction)`` of them as the test set."""
+    n_test = round(data.n * test_fraction)
+    if not 1 <= n_test <= data.n - 1:
+        raise ValueError(
+            f"{data.n} samples with test_fraction {test_fraction} leave an empty train or test set"
+        )
+    order = rng.permutation(data.n)
+    test, train = order[:n_test], order[n_test:]
+    return Dataset(data.X[:, train], data.y[:, train]), Dataset(data.X[:, test], data.y[:, test])
+
+
+def generate(
+    kind: str,
+    n_samples: int,
+    test_fraction: float,
+    seed: int,
+    noise: float = 0.0,
+    n_bits: int = 2,
+) -> tuple[Dataset, Dataset]:
+    """Generate a dataset and split it into (train, test), all from one seed."""
+    rng = np.random.default_rng(seed)
+    data = GENERATORS[kind](n_samples, rng, noise=noise, n_bits=n_bits)
+    return split(data, test_fraction, rng)
+
+
+def save_dataset(path: str | Path, data: Dataset) -> None:
+    """Write ``X`` and ``y`` to a deterministic, pickle-free ``.npz`` (atomically)."""
+    write_npz(path, {"X": data.X, "y": data.y})
+
+
+def load_dataset(path: str | Path) -> Dataset:
+    """Read and validate a dataset written by :func:`save_dataset`."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataFileError(f"{path}: data file not found")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            missing = {"X", "y"} - set(archive.files)
+            if missing:
+                raise DataFileError(f"{path}: missing array(s) {', '.join(sorted(missing))}")
+            X, y = archive["X"], archive["y"]
+    except DataFileError:
+        raise
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        raise DataFileError(f"{path}: not a readable .npz data file ({exc})") from None
+    if X.ndim != 2 or X.shape[0] < 1 or X.shape[1] < 1 or X.dtype.kind not in "fiu":
+        raise DataFileError(
+            f"{path}: X must be a 2-D numeric (features, n) array, got {X.dtype} {X.shape}"
+        )
+    if y.shape != (1, X.shape[1]) or y.dtype.kind not in "iub":
+        raise DataFileError(
+            f"{path}: y must be integer with shape (1, {X.shape[1]}), got {y.dtype} {y.shape}"
+        )
+    if not np.all(np.isfinite(X)):
+        raise DataFileError(f"{path}: X holds non-finite values")
+    if not np.all((y == 0) | (y == 1)):
+        raise DataFileError(f"{path}: y must hold only 0/1 labels")
+    return Dataset(X.astype(np.float64), y.astype(np.int64))
