@@ -1,0 +1,171 @@
+"""What every stage command shares: params options, one-line errors, progress, tracking.
+
+Exit codes: 0 success; 1 an unexpected failure (I/O, divergence, tracking
+server trouble); 2 bad input (params, options, input files); 130 interrupted
+(Ctrl-C); 143 terminated (SIGTERM). Errors are one line on stderr, never a
+traceback.
+"""
+
+import contextlib
+import os
+import signal
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import click
+
+from xornet.data import DataFileError
+from xornet.model import ModelFileError
+from xornet.params import Params, ParamsError, load_params
+from xornet.pipeline import InputMismatch, NullLogger, RunLogger
+from xornet.presets import PRESETS
+from xornet.train import DivergenceError
+
+EXIT_FAILURE = 1
+EXIT_BAD_INPUT = 2
+# Switches MLflow tracking off whatever params.yaml says (0/false/off/no).
+TRACKING_ENV = "XORNET_TRACKING"
+
+
+class Terminated(BaseException):
+    """Raised in the main thread when the process receives SIGTERM."""
+
+
+class BadInput(Exception):
+    """Raised by other modules (tracking configuration) for exit code 2."""
+
+
+class Failure(Exception):
+    """Raised by other modules for a one-line error with exit code 1."""
+
+
+BAD_INPUT_ERRORS: tuple[type[BaseException], ...] = (
+    ParamsError,
+    DataFileError,
+    ModelFileError,
+    InputMismatch,
+    BadInput,
+)
+
+
+def params_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Add ``--params``, ``--preset`` and repeatable ``--set`` to a stage command."""
+    command = click.option(
+        "--set",
+        "overrides",
+        multiple=True,
+        metavar="SECTION.KEY=VALUE",
+        help="Override one parameter (repeatable), validated like the file; "
+        "values are YAML, e.g. --set model.hidden=[8,8].",
+    )(command)
+    command = click.option(
+        "--preset",
+        type=click.Choice(sorted(PRESETS)),
+        default=None,
+        help="Apply a named preset before --set (tutorial: the classic tutorial's "
+        "2-sigmoid-unit network that stalls at loss ln 2).",
+    )(command)
+    command = click.option(
+        "--params",
+        "params_path",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default="params.yaml",
+        show_default=True,
+        help="Parameters file.",
+    )(command)
+    return command
+
+
+def load(params_path: Path, overrides: tuple[str, ...], preset: str | None) -> Params:
+    """Validated params: the file, then the preset, then ``--set`` overrides."""
+    return load_params(params_path, (*PRESETS.get(preset or "", ()), *overrides))
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise Terminated()
+
+
+def run(command: click.Command) -> None:
+    """Run a stage command, turning every known failure into one line and an exit code."""
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    name = Path(sys.argv[0]).stem
+    try:
+        command.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        _fail(name, "interrupted", 130)
+    except click.ClickException as exc:
+        _fail(name, exc.format_message(), EXIT_BAD_INPUT)
+    except BAD_INPUT_ERRORS as exc:
+        _fail(name, str(exc), EXIT_BAD_INPUT)
+    except DivergenceError as exc:
+        _fail(name, f"{exc} (try a smaller train.learning_rate)", EXIT_FAILURE)
+    except Failure as exc:
+        _fail(name, str(exc), EXIT_FAILURE)
+    except OSError as exc:
+        _fail(name, f"I/O failure: {exc}", EXIT_FAILURE)
+    except KeyboardInterrupt:
+        _fail(name, "interrupted", 130)
+    except Terminated:
+        _fail(name, "terminated", 143)
+    sys.exit(0)
+
+
+def _fail(name: str, message: str, code: int) -> None:
+    click.echo(f"{name}: error: {message}", err=True)
+    sys.exit(code)
+
+
+@contextlib.contextmanager
+def progress(total: int, label: str) -> Iterator[Callable[[int], None] | None]:
+    """A progress bar on a terminal; ``None`` (no output at all) when stderr is not a tty."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    with click.progressbar(length=total, label=label, file=sys.stderr) as bar:
+        done = 0
+
+        def update(position: int) -> None:
+            nonlocal done
+            bar.update(position - done)
+            done = position
+
+        yield update
+
+
+def project_root(stage_file: str) -> Path:
+    """The project root: ``DVC_ROOT`` when DVC runs the stage, else the stage's checkout."""
+    return Path(os.environ.get("DVC_ROOT") or Path(stage_file).resolve().parents[1])
+
+
+def tracking_enabled(params: Params) -> bool:
+    """``tracking.enabled`` in params, unless ``XORNET_TRACKING`` switches it off."""
+    flag = os.environ.get(TRACKING_ENV, "").strip().lower()
+    if flag in {"0", "false", "off", "no"}:
+        return False
+    return params.tracking.enabled
+
+
+@contextlib.contextmanager
+def training_run(params: Params, root: Path, data_paths: list[Path]) -> Iterator[RunLogger]:
+    """The MLflow run a training stage logs to (a no-op logger when tracking is off)."""
+    if not tracking_enabled(params):
+        yield NullLogger()
+        return
+    from xornet import tracking  # imported only when needed: MLflow costs ~1.5 s
+
+    with tracking.training_run(params, root, data_paths) as logger:
+        yield logger
+
+
+@contextlib.contextmanager
+def attached_run(params: Params, root: Path, model_path: Path, section: str) -> Iterator[RunLogger]:
+    """The run that trained ``model_path``, for evaluate/plot to attach results to."""
+    if not tracking_enabled(params):
+        yield NullLogger()
+        return
+    from xornet import tracking
+
+    with tracking.attached_run(params, root, model_path, section) as logger:
+        yield logger

@@ -1,0 +1,209 @@
+"""The params.yaml schema: parsed once, typed and validated.
+
+Every key is required — ``params.yaml`` is the one place defaults live. A
+problem becomes a :class:`ParamsError` whose message is one line naming the
+key, the bad value and what is allowed.
+"""
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+PositiveInt = Annotated[int, Field(ge=1)]
+Seed = Annotated[int, Field(ge=0)]
+
+
+class ParamsError(ValueError):
+    """Invalid parameters; the message is a single line meant for the user."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class DataParams(_Section):
+    kind: Literal["xor", "noisy_xor", "parity"]
+    n_samples: PositiveInt
+    test_fraction: Annotated[float, Field(gt=0, lt=1)]
+    noise: Annotated[float, Field(ge=0)]
+    n_bits: Annotated[int, Field(ge=2, le=16)]
+    seed: Seed
+
+    @model_validator(mode="after")
+    def _splittable(self) -> "DataParams":
+        n_test = round(self.n_samples * self.test_fraction)
+        if not 1 <= n_test <= self.n_samples - 1:
+            raise ValueError(
+                f"n_samples {self.n_samples} with test_fraction {self.test_fraction} leaves an "
+                "empty train or test set (need round(n_samples * test_fraction) between 1 and "
+                "n_samples - 1)"
+            )
+        return self
+
+    @property
+    def n_features(self) -> int:
+        return self.n_bits if self.kind == "parity" else 2
+
+
+class ModelParams(_Section):
+    hidden: Annotated[list[PositiveInt], Field(min_length=1)]
+    activation: Literal["sigmoid", "tanh", "relu"]
+    init: Literal["normal", "xavier", "he"]
+    init_scale: Annotated[float, Field(gt=0)]
+    bias_scale: Annotated[float, Field(ge=0)]
+    seed: Seed
+
+
+class TrainParams(_Section):
+    loss: Literal["bce", "mse"]
+    optimizer: Literal["gd", "momentum", "adam"]
+    learning_rate: Annotated[float, Field(gt=0)]
+    epochs: PositiveInt
+    batch_size: Annotated[int, Field(ge=0)]
+    shuffle_seed: Seed
+    momentum: Annotated[float, Field(ge=0, lt=1)]
+    beta1: Annotated[float, Field(ge=0, lt=1)]
+    beta2: Annotated[float, Field(ge=0, lt=1)]
+    eps: Annotated[float, Field(gt=0)]
+    dtype: Literal["float64", "float32"]
+    snapshot_every: PositiveInt
+
+
+class EvaluateParams(_Section):
+    threshold: Annotated[float, Field(gt=0, lt=1)]
+
+
+class PlotParams(_Section):
+    log_scale: bool
+    grid_resolution: Annotated[int, Field(ge=10, le=1000)]
+    animation_frames: Annotated[int, Field(ge=1, le=500)]
+    fps: Annotated[int, Field(ge=1, le=60)]
+    dpi: Annotated[int, Field(ge=30, le=300)]
+
+
+class TrackingParams(_Section):
+    enabled: bool
+    experiment: Annotated[str, Field(min_length=1)]
+
+
+class Params(_Section):
+    data: DataParams
+    model: ModelParams
+    train: TrainParams
+    evaluate: EvaluateParams
+    plot: PlotParams
+    tracking: TrackingParams
+
+    def flat(self, sections: tuple[str, ...] | None = None) -> dict[str, Any]:
+        """``{"data.kind": "xor", "model.hidden": [4], ...}`` for the chosen sections."""
+        out: dict[str, Any] = {}
+        for section, values in self.model_dump().items():
+            if sections is None or section in sections:
+                for key, value in values.items():
+                    out[f"{section}.{key}"] = value
+        return out
+
+
+SECTIONS: dict[str, type[_Section]] = {
+    name: field.annotation
+    for name, field in Params.model_fields.items()  # type: ignore[misc]
+}
+
+
+def _allowed_keys(loc: tuple[Any, ...]) -> str:
+    if len(loc) <= 1:
+        return ", ".join(SECTIONS)
+    section = SECTIONS.get(str(loc[0]))
+    return ", ".join(section.model_fields) if section else ""
+
+
+def _format_error(error: dict[str, Any], source: str) -> str:
+    loc = tuple(error["loc"])
+    key = ".".join(str(part) for part in loc)
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        what = "section" if len(loc) == 1 else "key"
+        return f"{source}: unknown {what} '{key}' (allowed: {_allowed_keys(loc)})"
+    if kind == "missing":
+        what = "section" if len(loc) == 1 else "key"
+        return f"{source}: missing {what} '{key}'"
+    message = error["msg"]
+    if message.startswith("Value error, "):
+        message = message[len("Value error, ") :]
+    value = error.get("input")
+    if isinstance(value, dict):
+        return f"{source}: {key}: {message}"
+    return f"{source}: {key} = {value!r}: {message}"
+
+
+def validate(raw: Any, source: str = "params") -> Params:
+    """Validate a parsed params mapping; raises ParamsError with one line."""
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{source}: expected a mapping of sections, got {type(raw).__name__}")
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as exc:
+        errors = exc.errors()
+        line = _format_error(errors[0], source)  # type: ignore[arg-type]
+        if len(errors) > 1:
+            line += f" (and {len(errors) - 1} more problem(s))"
+        raise ParamsError(line) from None
+
+
+def parse_override(text: str) -> tuple[str, str, Any]:
+    """Split ``section.key=value`` into (section, key, YAML-parsed value)."""
+    key, sep, value = text.partition("=")
+    section, dot, name = key.strip().partition(".")
+    if not sep or not dot or not section or not name or "." in name:
+        raise ParamsError(f"malformed --set {text!r}: expected section.key=value")
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else None
+    except yaml.YAMLError:
+        raise ParamsError(f"malformed --set {text!r}: value is not valid YAML") from None
+    if parsed is None:
+        raise ParamsError(f"malformed --set {text!r}: empty value")
+    return section, name, parsed
+
+
+def read_yaml(path: Path) -> Any:
+    """The parsed content of a params file, with one-line errors."""
+    if not path.is_file():
+        raise ParamsError(f"{path}: params file not found")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ParamsError(f"{path}: cannot read params file ({exc})") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ParamsError(f"{path}: YAML syntax error{where}: {problem}") from None
+    if raw is None:
+        raise ParamsError(f"{path}: params file is empty")
+    return raw
+
+
+def load_params(path: str | Path = "params.yaml", overrides: tuple[str, ...] = ()) -> Params:
+    """Read ``path``, apply ``section.key=value`` overrides, validate."""
+    path = Path(path)
+    raw = read_yaml(path)
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{path}: expected a mapping of sections, got {type(raw).__name__}")
+    for text in overrides:
+        section, name, value = parse_override(text)
+        if section not in SECTIONS:
+            allowed = ", ".join(SECTIONS)
+            raise ParamsError(f"--set {text!r}: unknown section '{section}' (allowed: {allowed})")
+        if name not in SECTIONS[section].model_fields:
+            allowed = ", ".join(SECTIONS[section].model_fields)
+            raise ParamsError(
+                f"--set {text!r}: unknown key '{section}.{name}' (allowed: {allowed})"
+            )
+        if not isinstance(raw.get(section), dict):
+            raw[section] = {}
+        raw[section][name] = value
+    return validate(raw, str(path))
