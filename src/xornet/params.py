@@ -83,6 +83,17 @@ class PlotParams(_Section):
     dpi: Annotated[int, Field(ge=30, le=300)]
 
 
+class StudyParams(_Section):
+    """The convergence study (stages/study.py): every configuration of ``grid`` over
+    ``seeds`` model seeds. The grid is ``{"section.key": [values]}`` (every combination)
+    or a list of ``{"section.key": value}`` sets; ``{}`` is the other sections as they are.
+    Keys are checked against the schema when the study expands the grid."""
+
+    seeds: Annotated[int, Field(ge=1, le=100_000)]
+    grid: dict[str, Annotated[list[Any], Field(min_length=1)]] | list[dict[str, Any]]
+    plateau_tol: Annotated[float, Field(gt=0, lt=0.3)]
+
+
 class TrackingParams(_Section):
     enabled: bool
     experiment: Annotated[str, Field(min_length=1)]
@@ -94,6 +105,7 @@ class Params(_Section):
     train: TrainParams
     evaluate: EvaluateParams
     plot: PlotParams
+    study: StudyParams
     tracking: TrackingParams
 
     def flat(self, sections: tuple[str, ...] | None = None) -> dict[str, Any]:
