@@ -13,7 +13,7 @@ BIN_DIR = Path(sys.executable).parent
 
 
 def project_files() -> list[str]:
-    """Files git tracks plus untracked ones it does not ignore: the working tree as a clone sees it."""
+    """Tracked files plus untracked ones git does not ignore: the work tree as a clone sees it."""
     out = subprocess.run(
         ["git", "ls-files", "-co", "--exclude-standard", "-z"],
         cwd=REPO_ROOT,
@@ -39,23 +39,32 @@ def base_env(**extra: str) -> dict[str, str]:
             "PYTHONDONTWRITEBYTECODE": "1",
         }
     )
-    for key in ("DVC_ROOT", "DVC_STAGE", "DVC_EXP_NAME", "DVC_EXP_BASELINE_REV", "MLFLOW_TRACKING_URI"):
+    for key in (
+        "DVC_ROOT",
+        "DVC_STAGE",
+        "DVC_EXP_NAME",
+        "DVC_EXP_BASELINE_REV",
+        "MLFLOW_TRACKING_URI",
+    ):
         env.pop(key, None)
     env.update(extra)
     return env
 
 
 def run(
-    args: list[str], cwd: Path, env: dict[str, str] | None = None, check: bool = True, timeout: float = 600
+    args: list[str],
+    cwd: Path,
+    env: dict[str, str] | None = None,
+    check: bool = True,
+    timeout: float = 600,
 ) -> subprocess.CompletedProcess[str]:
     """Run a command, failing the test with its output when ``check`` and it fails."""
     proc = subprocess.run(
         args, cwd=cwd, env=env or base_env(), capture_output=True, text=True, timeout=timeout
     )
     if check and proc.returncode != 0:
-        pytest.fail(
-            f"{' '.join(args)} exited {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
-        )
+        command = " ".join(args)
+        pytest.fail(f"{command} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
     return proc
 
 

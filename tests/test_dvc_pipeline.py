@@ -1,0 +1,143 @@
+"""The pipeline driven by the real `dvc` CLI in temporary git clones (tracking off here;
+tests/test_tracking*.py cover MLflow)."""
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import make_clone, run, set_params
+
+pytestmark = pytest.mark.slow
+
+OUTPUTS = [
+    "data/train.npz",
+    "data/test.npz",
+    "models/model.npz",
+    "models/snapshots.npz",
+    "metrics/history.csv",
+    "metrics/train.json",
+    "metrics/evaluate.json",
+    "metrics/predictions.csv",
+    "plots/learning_curves.png",
+    "plots/decision_boundary.png",
+    "plots/confusion_matrix.png",
+    "plots/training.gif",
+]
+
+
+def lock_outs(repo: Path) -> dict[str, str]:
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())
+    return {
+        out["path"]: out["md5"]
+        for stage in lock["stages"].values()
+        for out in stage.get("outs", [])
+    }
+
+
+def exp_rows(repo: Path) -> list[dict]:
+    """`dvc exp show --json` flattened to one dict per experiment (baseline excluded)."""
+    shown = json.loads(run(["dvc", "exp", "show", "--json"], repo).stdout)
+    rows = []
+    for baseline in shown:
+        for exp in baseline.get("experiments") or []:
+            for revision in exp.get("revs", []):
+                data = revision.get("data") or {}
+                rows.append(
+                    {
+                        "name": revision.get("name") or exp.get("name"),
+                        "params": data.get("params", {}).get("params.yaml", {}).get("data", {}),
+                        "metrics": {
+                            path: value.get("data", {})
+                            for path, value in (data.get("metrics") or {}).items()
+                        },
+                    }
+                )
+    return rows
+
+
+def wait_for_queue(repo: Path, timeout: float = 600) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = run(["dvc", "queue", "status"], repo).stdout
+        if not any(word in status for word in ("Running", "Queued")):
+            return
+        time.sleep(2)
+    pytest.fail(f"queue still busy after {timeout} s:\n{status}")
+
+
+@pytest.fixture(scope="module")
+def reproduced(tmp_path_factory) -> Path:
+    repo = make_clone(tmp_path_factory.mktemp("repro") / "xornet")
+    run(["dvc", "repro"], repo)
+    return repo
+
+
+def test_repro_runs_every_stage_then_has_nothing_to_do(reproduced):
+    for path in OUTPUTS:
+        assert (reproduced / path).is_file(), path
+    again = run(["dvc", "repro"], reproduced)
+    assert "Running stage" not in again.stdout
+    status = run(["dvc", "status"], reproduced)
+    assert "up to date" in status.stdout
+    # Outputs are git-ignored: the work tree stays clean apart from dvc.lock.
+    porcelain = run(["git", "status", "--porcelain"], reproduced).stdout.split("\n")
+    assert [line for line in porcelain if line.strip()] == ["?? dvc.lock"]
+
+
+def test_two_clones_give_byte_identical_outputs(reproduced, tmp_path):
+    other = make_clone(tmp_path / "other")
+    run(["dvc", "repro"], other)
+    assert lock_outs(other) == lock_outs(reproduced)
+    assert (other / "dvc.lock").read_bytes() == (reproduced / "dvc.lock").read_bytes()
+
+
+def test_metrics_params_and_plots_commands_work(reproduced):
+    metrics = json.loads(run(["dvc", "metrics", "show", "--json"], reproduced).stdout)
+    text = json.dumps(metrics)
+    for key in ("accuracy", "precision", "recall", "f1", "val_loss", "solved_at_epoch"):
+        assert key in text
+    run(["dvc", "params", "diff"], reproduced)
+    run(["dvc", "metrics", "diff"], reproduced)
+
+
+def test_plot_params_never_retrain(reproduced):
+    set_params(reproduced, plot={"dpi": 80})
+    try:
+        out = run(["dvc", "repro"], reproduced).stdout
+        assert "Running stage 'plot'" in out
+        for other in ("generate", "train", "evaluate"):
+            assert f"Running stage '{other}'" not in out
+    finally:
+        set_params(reproduced, plot={"dpi": 100})
+        run(["dvc", "repro"], reproduced)
+
+
+def test_exp_run_with_set_param_changes_metrics(tmp_path):
+    repo = make_clone(tmp_path / "xornet")
+    set_params(repo, train={"epochs": 200})
+    run(["git", "commit", "-qam", "short training"], repo)
+    run(["dvc", "exp", "run", "-n", "slow-lr"], repo)  # ensure a baseline result
+    run(["dvc", "exp", "run", "-n", "fast-lr", "-S", "train.learning_rate=1.5"], repo)
+    rows = {row["name"]: row for row in exp_rows(repo)}
+    assert {"slow-lr", "fast-lr"} <= set(rows)
+    slow = rows["slow-lr"]["metrics"]["metrics/train.json"]["train_loss"]
+    fast = rows["fast-lr"]["metrics"]["metrics/train.json"]["train_loss"]
+    assert fast != slow
+
+
+def test_queued_grid_with_two_workers(tmp_path):
+    repo = make_clone(tmp_path / "xornet")
+    set_params(repo, train={"epochs": 200})
+    run(["git", "commit", "-qam", "short training"], repo)
+    run(["dvc", "exp", "run", "--queue", "-S", "train.learning_rate=0.2,0.8"], repo)
+    run(["dvc", "queue", "start", "-j", "2"], repo)
+    wait_for_queue(repo)
+    rows = exp_rows(repo)
+    lrs = sorted(row["params"].get("train", {}).get("learning_rate") for row in rows)
+    assert lrs == [0.2, 0.8], rows
+    assert all(row["metrics"].get("metrics/evaluate.json") for row in rows)
+    failed = run(["dvc", "queue", "status"], repo).stdout
+    assert "Failed" not in failed

@@ -1,0 +1,155 @@
+"""params.yaml schema: the shipped file is valid, and every kind of bad input is one clear line."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from xornet.params import ParamsError, load_params, parse_override
+from xornet.presets import PRESETS
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+PARAMS = REPO_ROOT / "params.yaml"
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "params.yaml"
+    path.write_text(text)
+    return path
+
+
+def with_change(tmp_path: Path, section: str, key: str, value) -> Path:
+    data = yaml.safe_load(PARAMS.read_text())
+    if value is KeyError:
+        del data[section][key]
+    else:
+        data[section][key] = value
+    return write(tmp_path, yaml.safe_dump(data))
+
+
+def test_shipped_params_are_valid_and_complete():
+    params = load_params(PARAMS)
+    flat = params.flat()
+    for key in (
+        "data.kind data.n_samples data.test_fraction data.noise data.n_bits data.seed "
+        "model.hidden model.activation model.init model.init_scale model.seed "
+        "train.loss train.optimizer train.learning_rate train.epochs train.batch_size "
+        "train.snapshot_every evaluate.threshold tracking.enabled tracking.experiment"
+    ).split():
+        assert key in flat
+    assert set(params.model_dump()) >= {"data", "model", "train", "evaluate", "plot", "tracking"}
+
+
+def test_every_key_in_params_yaml_has_a_comment():
+    for line in PARAMS.read_text().splitlines():
+        if line.startswith("  ") and ":" in line:
+            assert "#" in line, f"uncommented parameter line: {line!r}"
+
+
+def test_overrides_are_applied_and_typed():
+    params = load_params(PARAMS, ("model.hidden=[3, 5]", "train.learning_rate=0.25"))
+    assert params.model.hidden == [3, 5]
+    assert params.train.learning_rate == 0.25
+
+
+def test_tutorial_preset_is_the_tutorial_setting():
+    params = load_params(PARAMS, PRESETS["tutorial"])
+    assert params.model.hidden == [2]
+    assert params.model.activation == "sigmoid"
+    assert params.model.init == "normal" and params.model.init_scale == 0.01
+    assert params.model.bias_scale == 0.0
+    assert (params.train.loss, params.train.optimizer) == ("bce", "gd")
+    assert params.train.learning_rate == 0.01
+
+
+BAD_VALUES = [
+    # (section, key, value, words the one-line message must contain)
+    ("train", "epochs", "ten", ["train.epochs", "'ten'", "integer"]),
+    ("model", "hidden", [4, "x"], ["model.hidden[1]", "'x'", "integer"]),
+    ("train", "learning_rate", 0, ["train.learning_rate", "0", "greater than 0"]),
+    ("train", "learning_rate", -0.5, ["train.learning_rate", "-0.5", "greater than 0"]),
+    ("train", "epochs", 0, ["train.epochs", "0", "greater than or equal to 1"]),
+    ("model", "hidden", [4, 0], ["model.hidden[1]", "0", "greater than or equal to 1"]),
+    ("model", "hidden", [], ["model.hidden", "at least 1"]),
+    ("data", "test_fraction", 0.0, ["data.test_fraction", "0.0", "greater than 0"]),
+    ("data", "test_fraction", 1.0, ["data.test_fraction", "1.0", "less than 1"]),
+    ("data", "n_samples", 2, ["data.n_samples", "2", "too small to split"]),
+    ("data", "noise", -0.1, ["data.noise", "-0.1", "greater than or equal to 0"]),
+    (
+        "model",
+        "activation",
+        "swish",
+        ["model.activation", "'swish'", "'sigmoid', 'tanh' or 'relu'"],
+    ),
+    ("train", "loss", "hinge", ["train.loss", "'hinge'", "'bce' or 'mse'"]),
+    ("train", "optimizer", "sgd", ["train.optimizer", "'sgd'", "'gd', 'momentum' or 'adam'"]),
+    ("model", "init", "zeros", ["model.init", "'zeros'", "'normal', 'xavier' or 'he'"]),
+    ("data", "kind", "and", ["data.kind", "'and'", "'xor', 'noisy_xor' or 'parity'"]),
+    ("tracking", "enabled", "maybe", ["tracking.enabled", "'maybe'", "boolean"]),
+    ("train", "learning_rte", 0.1, ["unknown key", "train.learning_rte", "learning_rate"]),
+    ("train", "epochs", KeyError, ["missing key", "train.epochs"]),
+]
+
+
+@pytest.mark.parametrize(("section", "key", "value", "words"), BAD_VALUES)
+def test_bad_values_give_one_line_naming_key_value_and_allowed(
+    tmp_path, section, key, value, words
+):
+    path = with_change(tmp_path, section, key, value)
+    with pytest.raises(ParamsError) as info:
+        load_params(path)
+    message = str(info.value)
+    assert "\n" not in message
+    for word in words:
+        assert word in message, f"{word!r} not in {message!r}"
+
+
+def test_missing_section(tmp_path):
+    data = yaml.safe_load(PARAMS.read_text())
+    del data["train"]
+    with pytest.raises(ParamsError, match="missing section 'train'"):
+        load_params(write(tmp_path, yaml.safe_dump(data)))
+
+
+def test_unknown_section(tmp_path):
+    data = yaml.safe_load(PARAMS.read_text())
+    data["trian"] = {"epochs": 3}
+    with pytest.raises(ParamsError, match="unknown section 'trian'.*allowed: data, model, train"):
+        load_params(write(tmp_path, yaml.safe_dump(data)))
+
+
+@pytest.mark.parametrize(
+    ("text", "pattern"),
+    [
+        ("data: [1, 2\n", r"YAML syntax error at line \d+"),
+        ("", "params file is empty"),
+        ("# only a comment\n", "params file is empty"),
+        ("- just\n- a list\n", "expected a mapping of sections"),
+    ],
+)
+def test_unreadable_files(tmp_path, text, pattern):
+    with pytest.raises(ParamsError, match=pattern):
+        load_params(write(tmp_path, text))
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ParamsError, match="params file not found"):
+        load_params(tmp_path / "nope.yaml")
+
+
+@pytest.mark.parametrize(
+    "text", ["train.epochs", "epochs=3", "train.=3", ".epochs=3", "train.epochs=", "a.b.c=1"]
+)
+def test_malformed_set(text):
+    with pytest.raises(ParamsError, match="malformed --set"):
+        parse_override(text)
+
+
+def test_set_unknown_key_names_allowed_keys():
+    with pytest.raises(ParamsError, match="unknown key 'train.learning_rte'.*learning_rate"):
+        load_params(PARAMS, ("train.learning_rte=0.1",))
+
+
+def test_set_values_are_validated_like_the_file():
+    with pytest.raises(ParamsError, match="train.epochs = 'ten'"):
+        load_params(PARAMS, ("train.epochs=ten",))
