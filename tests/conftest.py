@@ -1,9 +1,11 @@
 """Shared fixtures: temporary git clones of the project and subprocess helpers."""
 
+import json
 import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -97,3 +99,50 @@ def set_params(repo: Path, **sections: dict) -> None:
     for section, values in sections.items():
         data[section].update(values)
     path.write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+OUTPUTS = [
+    "data/train.npz",
+    "data/test.npz",
+    "models/model.npz",
+    "models/snapshots.npz",
+    "metrics/history.csv",
+    "metrics/train.json",
+    "metrics/evaluate.json",
+    "metrics/predictions.csv",
+    "plots/learning_curves.png",
+    "plots/decision_boundary.png",
+    "plots/confusion_matrix.png",
+    "plots/training.gif",
+]
+
+
+def exp_rows(repo: Path) -> list[dict]:
+    """`dvc exp show --json` flattened to one dict per experiment (baseline excluded)."""
+    shown = json.loads(run(["dvc", "exp", "show", "--json"], repo).stdout)
+    rows = []
+    for baseline in shown:
+        for exp in baseline.get("experiments") or []:
+            for revision in exp.get("revs", []):
+                data = revision.get("data") or {}
+                rows.append(
+                    {
+                        "name": revision.get("name") or exp.get("name"),
+                        "params": data.get("params", {}).get("params.yaml", {}).get("data", {}),
+                        "metrics": {
+                            path: value.get("data", {})
+                            for path, value in (data.get("metrics") or {}).items()
+                        },
+                    }
+                )
+    return rows
+
+
+def wait_for_queue(repo: Path, timeout: float = 600) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = run(["dvc", "queue", "status"], repo).stdout
+        if not any(word in status for word in ("Running", "Queued")):
+            return
+        time.sleep(2)
+    pytest.fail(f"queue still busy after {timeout} s:\n{status}")

@@ -2,30 +2,14 @@
 tests/test_tracking*.py cover MLflow)."""
 
 import json
-import time
 from pathlib import Path
 
 import pytest
 import yaml
 
-from conftest import make_clone, run, set_params
+from conftest import OUTPUTS, exp_rows, make_clone, run, set_params, wait_for_queue
 
 pytestmark = pytest.mark.slow
-
-OUTPUTS = [
-    "data/train.npz",
-    "data/test.npz",
-    "models/model.npz",
-    "models/snapshots.npz",
-    "metrics/history.csv",
-    "metrics/train.json",
-    "metrics/evaluate.json",
-    "metrics/predictions.csv",
-    "plots/learning_curves.png",
-    "plots/decision_boundary.png",
-    "plots/confusion_matrix.png",
-    "plots/training.gif",
-]
 
 
 def lock_outs(repo: Path) -> dict[str, str]:
@@ -35,37 +19,6 @@ def lock_outs(repo: Path) -> dict[str, str]:
         for stage in lock["stages"].values()
         for out in stage.get("outs", [])
     }
-
-
-def exp_rows(repo: Path) -> list[dict]:
-    """`dvc exp show --json` flattened to one dict per experiment (baseline excluded)."""
-    shown = json.loads(run(["dvc", "exp", "show", "--json"], repo).stdout)
-    rows = []
-    for baseline in shown:
-        for exp in baseline.get("experiments") or []:
-            for revision in exp.get("revs", []):
-                data = revision.get("data") or {}
-                rows.append(
-                    {
-                        "name": revision.get("name") or exp.get("name"),
-                        "params": data.get("params", {}).get("params.yaml", {}).get("data", {}),
-                        "metrics": {
-                            path: value.get("data", {})
-                            for path, value in (data.get("metrics") or {}).items()
-                        },
-                    }
-                )
-    return rows
-
-
-def wait_for_queue(repo: Path, timeout: float = 600) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        status = run(["dvc", "queue", "status"], repo).stdout
-        if not any(word in status for word in ("Running", "Queued")):
-            return
-        time.sleep(2)
-    pytest.fail(f"queue still busy after {timeout} s:\n{status}")
 
 
 @pytest.fixture(scope="module")
