@@ -1,0 +1,77 @@
+"""Stage `study`: train every configuration of a small grid over many seeds and summarise."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))  # this checkout's library
+
+import click
+
+from xornet import cli, study
+from xornet.params import Params
+
+
+def log_study(params: Params, root: Path, results, outputs: study.StudyOutputs) -> None:
+    """MLflow: one parent run for the study, one child run per configuration.
+
+    ``study.run_records`` gives the parent and child records (params, final
+    metrics, stepped curves, tags); ``xornet.tracking.log_study`` logs them.
+    Until the tracking module offers that function the study is not logged.
+    """
+    if not cli.tracking_enabled(params):
+        return
+    from xornet import tracking  # MLflow costs ~1.5 s to import: only when tracking is on
+
+    log = getattr(tracking, "log_study", None)
+    if log is None:
+        click.echo("study: not logged to MLflow (xornet.tracking.log_study missing)", err=True)
+        return
+    parent, children = study.run_records(params, results)
+    log(params, root, parent, children, outputs.files())
+
+
+@click.command()
+@cli.params_options
+@click.option(
+    "--out-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default="study",
+    show_default=True,
+    help="Folder for summary.csv, summary.md, summary.json, seeds.csv and convergence.png.",
+)
+def main(params_path, preset, overrides, out_dir):
+    """Train each configuration of the params' `study.grid` over `study.seeds` seeds.
+
+    Reads params `study`, `data`, `model`, `train` (the grid overrides the
+    last three), `plot.dpi` and `tracking`; generates the data from `data`.
+    Writes to OUT-DIR: summary.csv and summary.md (per configuration: success
+    rate, epochs to 100 % test accuracy, final-loss quantiles, seeds stuck at
+    ln 2 or ln 2 / 2, diverged seeds), summary.json (the same, for dvc
+    metrics), seeds.csv (one row per seed) and convergence.png.
+    """
+    params = cli.load(params_path, overrides, preset)
+    outputs = study.StudyOutputs(
+        out_dir / "summary.csv",
+        out_dir / "summary.md",
+        out_dir / "summary.json",
+        out_dir / "seeds.csv",
+        out_dir / "convergence.png",
+    )
+    with cli.progress(study.total_epochs(params), "study") as progress:
+        results = study.run_study(params, progress)
+
+    from xornet import study_plots  # matplotlib only once the training is done
+
+    caption = f"{params.study.seeds} seeds per configuration. Base: {study.setting(params)}."
+    study_plots.save_convergence(results, outputs.figure, caption, params.plot.dpi)
+    study.write_tables(params, results, outputs)
+    log_study(params, cli.project_root(__file__), results, outputs)
+    for r in results:
+        s = r.summary
+        median = s["solve_epoch_median"]
+        when = f", median {median:g} epochs" if median is not None else ""
+        click.echo(f"study: {r.label}: solved {s['solved']}/{s['seeds']}{when} ({r.seconds:.2f} s)")
+
+
+if __name__ == "__main__":
+    cli.run(main)
