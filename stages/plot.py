@@ -18,6 +18,10 @@ PATH = click.Path(dir_okay=False, path_type=Path)
     "--history", "history_path", type=PATH, default="metrics/history.csv", show_default=True
 )
 @click.option("--model", "model_path", type=PATH, default="models/model.npz", show_default=True)
+@click.option("--snapshots", type=PATH, default="models/snapshots.npz", show_default=True)
+@click.option("--train-data", type=PATH, default="data/train.npz", show_default=True)
+@click.option("--test-data", type=PATH, default="data/test.npz", show_default=True)
+@click.option("--predictions", type=PATH, default="metrics/predictions.csv", show_default=True)
 @click.option(
     "--learning-curves-out", type=PATH, default="plots/learning_curves.png", show_default=True
 )
@@ -32,6 +36,10 @@ def main(
     overrides,
     history_path,
     model_path,
+    snapshots,
+    train_data,
+    test_data,
+    predictions,
     learning_curves_out,
     decision_boundary_out,
     confusion_out,
@@ -39,16 +47,21 @@ def main(
 ):
     """Draw the run's figures from its outputs, without retraining.
 
-    Reads HISTORY, MODEL and params `plot`, `tracking`. Writes the PNG figures
-    and the training GIF, and attaches them to the MLflow run that trained MODEL.
+    Reads HISTORY, MODEL, SNAPSHOTS, TRAIN-DATA, TEST-DATA, PREDICTIONS and
+    params `plot`, `tracking` (plus `data`, `model`, `train` for the captions).
+    Writes the learning-curve, decision-boundary and confusion-matrix PNGs and
+    the training GIF, and attaches them to the MLflow run that trained MODEL.
     """
     params = cli.load(params_path, overrides, preset)
+    inputs = pipeline.PlotInputs(
+        history_path, model_path, snapshots, train_data, test_data, predictions
+    )
     outputs = pipeline.PlotOutputs(
         learning_curves_out, decision_boundary_out, confusion_out, animation_out
     )
     root = cli.project_root(__file__)
     with cli.attached_run(params, root, model_path, "plot") as logger:
-        pipeline.run_plot(params, history_path, model_path, outputs, logger)
+        pipeline.run_plot(params, inputs, outputs, logger)
     click.echo(f"plot: figures written to {learning_curves_out.parent}")
 
 

@@ -6,7 +6,9 @@ otherwise). Every output is written atomically, after the computation has
 succeeded, so a failing stage leaves the previous outputs untouched.
 """
 
+import csv
 import math
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,10 +17,10 @@ from typing import Any, Protocol
 import numpy as np
 
 from xornet import io
-from xornet.data import Dataset, generate, load_dataset, save_dataset
+from xornet.data import DataFileError, Dataset, generate, load_dataset, save_dataset
 from xornet.losses import LOSSES
 from xornet.metrics import classification_metrics
-from xornet.model import MLP, Architecture
+from xornet.model import MLP, Architecture, ModelFileError
 from xornet.params import Params
 from xornet.train import History, TrainConfig, TrainResult, train
 
@@ -253,6 +255,108 @@ def run_evaluate(
 
 # -------------------------------------------------------------------- plot
 @dataclass(frozen=True)
+class Snapshots:
+    """Weights saved during training: ``epochs`` (k,) and each parameter stacked as
+    (k, *shape), e.g. ``params["W1"]`` is (k, out, in)."""
+
+    epochs: np.ndarray
+    arch: Architecture
+    params: dict[str, np.ndarray]
+
+    def __len__(self) -> int:
+        return len(self.epochs)
+
+    def model(self, index: int) -> MLP:
+        """The network as it was at snapshot ``index``."""
+        return MLP(self.arch, {name: value[index] for name, value in self.params.items()})
+
+
+def load_snapshots(path: Path) -> Snapshots:
+    """Read the train stage's snapshots file; raises ModelFileError naming the file."""
+    if not path.is_file():
+        raise ModelFileError(f"{path}: snapshots file not found")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {name: archive[name] for name in archive.files}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        raise ModelFileError(f"{path}: not a readable .npz snapshots file ({exc})") from None
+    if "epoch" not in arrays or arrays["epoch"].ndim != 1 or arrays["epoch"].size == 0:
+        raise ModelFileError(f"{path}: needs a non-empty 1-D 'epoch' array")
+    epochs = arrays.pop("epoch")
+    k = len(epochs)
+    stacked = {name: value for name, value in arrays.items() if name != "architecture"}
+    if any(value.ndim < 1 or value.shape[0] != k for value in stacked.values()):
+        raise ModelFileError(f"{path}: every weight array must have {k} snapshots (axis 0)")
+    if "architecture" not in arrays:
+        raise ModelFileError(f"{path}: no 'architecture' entry")
+    # MLP.from_arrays validates the architecture and every shape, on the first snapshot.
+    first = MLP.from_arrays(
+        {"architecture": arrays["architecture"], **{k: v[0] for k, v in stacked.items()}},
+        source=str(path),
+    )
+    if not all(np.all(np.isfinite(value)) for value in stacked.values()):
+        raise ModelFileError(f"{path}: snapshots hold non-finite values")
+    params = {name: stacked[name].astype(np.float64) for name in first.params}
+    return Snapshots(epochs.astype(np.int64), first.arch, params)
+
+
+def frame_indices(n_snapshots: int, max_frames: int) -> np.ndarray:
+    """At most ``max_frames`` snapshot indices spread evenly from the first to the last
+    (both included when ``max_frames`` >= 2), strictly increasing; one frame is the last
+    snapshot (the trained network)."""
+    if n_snapshots < 1 or max_frames < 1:
+        raise ValueError("need at least one snapshot and one frame")
+    m = min(n_snapshots, max_frames)
+    if m == 1:
+        return np.array([n_snapshots - 1], dtype=np.int64)
+    # Steps are >= 1, so floor(x + 0.5) keeps the indices distinct (round-half-even would not).
+    return np.floor(np.linspace(0, n_snapshots - 1, m) + 0.5).astype(np.int64)
+
+
+def _read_csv(path: Path, columns: tuple[str, ...]) -> list[dict[str, str]]:
+    if not path.is_file():
+        raise DataFileError(f"{path}: file not found")
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            missing = set(columns) - set(reader.fieldnames or ())
+            if missing:
+                raise DataFileError(f"{path}: missing column(s) {', '.join(sorted(missing))}")
+            return list(reader)
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise DataFileError(f"{path}: not a readable CSV file ({exc})") from None
+
+
+def read_history(path: Path) -> History:
+    """The train stage's per-epoch CSV (empty validation cells become NaN)."""
+    rows = _read_csv(path, HISTORY_HEADER)
+    try:
+        columns = [
+            np.array([float(r[name]) if r[name] else np.nan for r in rows], dtype=np.float64)
+            for name in HISTORY_HEADER
+        ]
+    except (TypeError, ValueError) as exc:
+        raise DataFileError(f"{path}: not a history file ({exc})") from None
+    epoch = columns[0]
+    if not np.all(np.isfinite(epoch)) or np.any(np.diff(epoch) <= 0):
+        raise DataFileError(f"{path}: epochs must be finite and increasing")
+    return History(epoch.astype(np.int64), *columns[1:])
+
+
+def read_predictions(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The evaluate stage's ``actual`` and ``predicted`` 0/1 columns, each (n,)."""
+    rows = _read_csv(path, ("actual", "predicted"))
+    try:
+        actual = np.array([int(r["actual"]) for r in rows], dtype=np.int64)
+        predicted = np.array([int(r["predicted"]) for r in rows], dtype=np.int64)
+    except (TypeError, ValueError) as exc:
+        raise DataFileError(f"{path}: not a predictions file ({exc})") from None
+    if not np.all(np.isin(actual, (0, 1)) & np.isin(predicted, (0, 1))):
+        raise DataFileError(f"{path}: actual and predicted must be 0/1 labels")
+    return actual, predicted
+
+
+@dataclass(frozen=True)
 class PlotOutputs:
     learning_curves: Path
     decision_boundary: Path
@@ -260,16 +364,62 @@ class PlotOutputs:
     animation: Path
 
 
+@dataclass(frozen=True)
+class PlotInputs:
+    history: Path
+    model: Path
+    snapshots: Path
+    train_data: Path
+    test_data: Path
+    predictions: Path
+
+
 def run_plot(
     params: Params,
-    history_path: Path,
-    model_path: Path,
+    inputs: PlotInputs,
     outputs: PlotOutputs,
     logger: RunLogger,
-) -> None:
-    """Draw the figures of a run. (Learning curves only, for now.)"""
+) -> list[Path]:
+    """Draw the run's figures from its files, without retraining: learning curves,
+    decision boundary, confusion matrix and the training GIF (at most
+    ``plot.animation_frames`` snapshots, evenly spread). Returns the written paths."""
     from xornet import plots  # matplotlib lives in one module
 
-    history = plots.read_history(history_path)
-    plots.save_learning_curves(history, outputs.learning_curves, params)
-    logger.log_artifacts([outputs.learning_curves], folder="plots")
+    history = read_history(inputs.history)
+    model = MLP.load(inputs.model)
+    snapshots = load_snapshots(inputs.snapshots)
+    train_set, test_set = load_dataset(inputs.train_data), load_dataset(inputs.test_data)
+    actual, predicted = read_predictions(inputs.predictions)
+    for path, data in ((inputs.train_data, train_set), (inputs.test_data, test_set)):
+        if data.X.shape[0] != model.arch.n_inputs:
+            raise InputMismatch(
+                f"{path} has {data.X.shape[0]} features but {inputs.model} expects "
+                f"{model.arch.n_inputs}"
+            )
+    if snapshots.arch != model.arch:
+        raise InputMismatch(
+            f"{inputs.snapshots}: architecture {describe(snapshots.arch)} does not match "
+            f"{inputs.model}'s {describe(model.arch)}"
+        )
+    frames = frame_indices(len(snapshots), params.plot.animation_frames)
+    last_epoch = int(history.epoch[-1]) if len(history) else None
+    figures = {
+        outputs.learning_curves: plots.learning_curves_png(history, params),
+        outputs.decision_boundary: plots.decision_boundary_png(
+            model, train_set, test_set, params, last_epoch
+        ),
+        outputs.confusion_matrix: plots.confusion_matrix_png(actual, predicted, params),
+        outputs.animation: plots.training_gif(
+            [snapshots.model(int(i)) for i in frames],
+            [int(snapshots.epochs[i]) for i in frames],
+            history,
+            train_set,
+            test_set,
+            params,
+        ),
+    }
+    for path, data in figures.items():
+        io.write_bytes(path, data)
+    written = list(figures)
+    logger.log_artifacts(written, folder="plots")
+    return written

@@ -1,48 +1,741 @@
-"""Figures of a run (matplotlib, headless Agg backend). The only module that imports matplotlib."""
+"""Figures of a run, drawn headless with matplotlib's Agg backend.
 
-import csv
+This is the only module that imports matplotlib. Each figure function returns
+the image's bytes; the pipeline writes them atomically.
+
+- :func:`learning_curves_png` — train/validation loss (with the p = 0.5 plateau
+  marked) and validation accuracy per epoch;
+- :func:`decision_boundary_png` — P(y = 1 | x) over the input plane with the
+  0.5 contour, the data, and each first-layer hidden unit's line
+  ``w·x + b = 0``; for more than two inputs (parity), P by number of 1-bits;
+- :func:`confusion_matrix_png` — test-set counts and rates;
+- :func:`training_gif` — the decision view and the loss curve through
+  training, one frame per weight snapshot.
+
+Figures are :class:`~matplotlib.figure.Figure` objects on an Agg canvas with a
+fixed size and layout (no pyplot: no GUI backend, no global state) and are
+saved without timestamps or software versions, so the same inputs give the
+same bytes. The animation creates its artists once and only updates their data
+per frame; the static parts are rendered once and each frame redraws only what
+changes over them (blitting).
+
+Arrays follow the library's convention: features are rows, so inputs are
+``X`` (n_inputs, n) and labels ``y`` (1, n).
+"""
+
 import io as _io
-from pathlib import Path
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import matplotlib
+import numpy as np
+from contourpy import contour_generator  # matplotlib's own contouring engine
+from matplotlib.animation import PillowWriter
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.collections import LineCollection
+from matplotlib.colors import ListedColormap
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from PIL import Image
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+from xornet.data import Dataset
+from xornet.losses import LOSSES
+from xornet.model import MLP
+from xornet.params import Params
+from xornet.train import History
 
-from xornet.io import write_bytes  # noqa: E402
-from xornet.params import Params  # noqa: E402
-from xornet.train import History  # noqa: E402
+Array = np.ndarray
 
-# PNG metadata fixed so identical figures give identical bytes.
+# PNG metadata fixed so identical figures give identical bytes (matplotlib
+# would otherwise write its version as "Software").
 PNG_METADATA = {"Software": None}
 
+CLASS_COLORS = ("#2166ac", "#b2182b")  # class 0 blue, class 1 red, as in the colour map
+CLASS_MARKERS = ("o", "s")
+UNIT_LINE_COLOR = "#222222"
+CAPTION_COLOR = "0.3"
+PROBABILITY_CMAP = ListedColormap(
+    matplotlib.colormaps["RdBu_r"](np.linspace(0.12, 0.88, 256)), name="xornet_probability"
+)
+# The animation shows P in 10 bands of flat colour (RGBA, one row per band), which
+# keeps the GIF small.
+N_BANDS = 10
+BAND_COLORS = (
+    (PROBABILITY_CMAP((np.arange(N_BANDS) + 0.5) / N_BANDS) * 255).round().astype(np.uint8)
+)
 
-def read_history(path: Path) -> History:
-    """Read the history CSV written by the train stage."""
-    with open(path, newline="", encoding="utf-8") as handle:
-        rows = list(csv.DictReader(handle))
 
-    def col(name: str) -> np.ndarray:
-        return np.array([float(r[name]) if r[name] else np.nan for r in rows])
-
-    return History(
-        col("epoch").astype(np.int64), col("train_loss"), col("val_loss"), col("val_accuracy")
+# ---------------------------------------------------------------- captions
+def caption(params: Params) -> str:
+    """The run's key hyperparameters in two lines, printed under every figure."""
+    d, m, t = params.data, params.model, params.train
+    sizes = "-".join(str(s) for s in (d.n_features, *m.hidden, 1))
+    optimizer = t.optimizer
+    if optimizer == "momentum":
+        optimizer += f" {t.momentum:g}"
+    elif optimizer == "adam":
+        optimizer += f" β=({t.beta1:g}, {t.beta2:g})"
+    batch = "full batch" if t.batch_size == 0 else f"batch {t.batch_size}"
+    data = d.kind
+    if d.kind == "noisy_xor":
+        data += f" (noise σ {d.noise:g})"
+    elif d.kind == "parity":
+        data += f" ({d.n_bits} bits)"
+    return (
+        f"net {sizes} {m.activation}  ·  init {m.init} ×{m.init_scale:g}  ·  {optimizer} "
+        f"lr {t.learning_rate:g}  ·  {t.loss} loss  ·  {t.epochs} epochs, {batch}\n"
+        f"data {data}, {d.n_samples} samples, {100 * d.test_fraction:g} % test  ·  "
+        f"seeds: data {d.seed}, model {m.seed}"
     )
 
 
-def save_learning_curves(history: History, path: Path, params: Params) -> None:
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=params.plot.dpi)
-    ax.plot(history.epoch, history.train_loss, label="train loss")
-    ax.plot(history.epoch, history.val_loss, label="validation loss")
-    ax.axhline(np.log(2), color="grey", linestyle=":", label="ln 2 plateau")
-    if params.plot.log_scale:
-        ax.set_yscale("log")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("loss")
-    ax.set_title("Learning curves")
-    ax.legend()
+def plateau_level(loss: str) -> float:
+    """The loss of a network that outputs p = 0.5 everywhere (ln 2 for bce, 0.25 for mse):
+    where training sits while the weights are near zero."""
+    zero = np.zeros((1, 1))
+    return LOSSES[loss].total(zero, zero)
+
+
+# ---------------------------------------------------------------- plumbing
+def _figure(width: float, height: float, dpi: int) -> Figure:
+    fig = Figure(figsize=(width, height), dpi=dpi)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _add_caption(fig: Figure, text: str) -> None:
+    fig.text(
+        0.5, 0.012, text, ha="center", va="bottom", fontsize=7, color=CAPTION_COLOR, linespacing=1.5
+    )
+
+
+def _png_bytes(fig: Figure) -> bytes:
     buffer = _io.BytesIO()
     fig.savefig(buffer, format="png", metadata=PNG_METADATA)
-    plt.close(fig)
-    write_bytes(path, buffer.getvalue())
+    return buffer.getvalue()
+
+
+def _note(ax: Axes, text: str) -> None:
+    """A message in the middle of an axes that has nothing to show."""
+    ax.text(
+        0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="0.35", wrap=True
+    )
+
+
+def _unique_points(X: Array, y: Array) -> tuple[Array, Array]:
+    """Distinct (x, label) columns of X (features, n), y (1, n); drawing 800 copies of
+    XOR's four corners would only cost time."""
+    stacked = np.unique(np.vstack([X, y.reshape(1, -1)]), axis=1)
+    return stacked[:-1], stacked[-1].astype(np.int64)
+
+
+def _n_distinct(*datasets: Dataset) -> int:
+    return int(np.unique(np.hstack([d.X for d in datasets]), axis=1).shape[1])
+
+
+# Above this many distinct inputs, points are drawn smaller and thinner.
+DENSE_POINTS = 40
+
+
+def _point_style(label: int, filled: bool, dense: bool, scale: float) -> dict:
+    """Scatter style: train points filled in their class colour, test points as black
+    rings (bigger, so a test ring shows around a train point at the same input)."""
+    size = (12 if dense else 30) if filled else (30 if dense else 90)
+    style = {"marker": CLASS_MARKERS[label], "s": size * scale}
+    if filled:
+        return {
+            **style,
+            "c": CLASS_COLORS[label],
+            "edgecolors": "white",
+            "linewidths": 0.3 if dense else 0.8,
+        }
+    return {
+        **style,
+        "facecolors": "none",
+        "edgecolors": "black",
+        "linewidths": 0.6 if dense else 1.1,
+    }
+
+
+def _data_handles() -> list[Line2D]:
+    """Legend entries for the train and test points of both classes."""
+    filled = [
+        Line2D(
+            [],
+            [],
+            ls="",
+            marker=CLASS_MARKERS[c],
+            color=CLASS_COLORS[c],
+            markeredgecolor="white",
+            markersize=7,
+            label=f"train, class {c}",
+        )
+        for c in (0, 1)
+    ]
+    rings = [
+        Line2D(
+            [],
+            [],
+            ls="",
+            marker=CLASS_MARKERS[c],
+            markerfacecolor="none",
+            markeredgecolor="black",
+            markersize=9,
+            label=f"test, class {c}",
+        )
+        for c in (0, 1)
+    ]
+    return [*filled, *rings]
+
+
+def _is_binary(*arrays: Array) -> bool:
+    return all(np.all((a == 0) | (a == 1)) for a in arrays)
+
+
+# --------------------------------------------------------- learning curves
+def _draw_loss(ax: Axes, history: History, loss: str, log_scale: bool) -> None:
+    """Train and validation loss per epoch with the p = 0.5 plateau level."""
+    style = {"marker": "o", "markersize": 3} if len(history) <= 30 else {}
+    ax.plot(history.epoch, history.train_loss, color="C0", lw=1.6, label="train", **style)
+    if history.has_validation:
+        ax.plot(
+            history.epoch,
+            history.val_loss,
+            color="C1",
+            lw=1.2,
+            ls="--",
+            label="validation",
+            **style,
+        )
+    level = plateau_level(loss)
+    name = "ln 2 ≈ 0.693" if loss == "bce" else f"{level:g}"
+    ax.axhline(level, color="0.45", ls=":", lw=1.2, label=f"{name}: p = 0.5 everywhere")
+    if log_scale:
+        ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(f"mean {loss} loss" + (" (log scale)" if log_scale else ""))
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(loc="best", fontsize=8)
+
+
+def learning_curves_png(history: History, params: Params) -> bytes:
+    """Loss (train, validation, plateau) and validation accuracy per epoch, side by side."""
+    fig = _figure(10.0, 4.4, params.plot.dpi)
+    loss_ax = fig.add_axes((0.07, 0.21, 0.4, 0.66))
+    acc_ax = fig.add_axes((0.57, 0.21, 0.4, 0.66))
+    fig.suptitle("Learning curves", fontsize=13, y=0.97)
+    if len(history) == 0:
+        _note(loss_ax, "no epochs recorded")
+    else:
+        _draw_loss(loss_ax, history, params.train.loss, params.plot.log_scale)
+    loss_ax.set_title("Loss")
+
+    acc_ax.set_title("Validation accuracy")
+    acc_ax.set_xlabel("epoch")
+    acc_ax.set_ylabel("accuracy (threshold 0.5)")
+    acc_ax.set_ylim(-0.03, 1.03)
+    acc_ax.grid(True, alpha=0.3)
+    if history.has_validation:
+        style = {"marker": "o", "markersize": 3} if len(history) <= 30 else {}
+        acc_ax.plot(
+            history.epoch, history.val_accuracy, color="C2", lw=1.6, label="validation", **style
+        )
+        acc_ax.axhline(0.5, color="0.45", ls=":", lw=1.2, label="chance (0.5)")
+        solved = np.flatnonzero(history.val_accuracy >= 1.0)
+        if solved.size:
+            epoch = int(history.epoch[solved[0]])
+            acc_ax.axvline(epoch, color="C3", ls="--", lw=1, label=f"first 100 %: epoch {epoch}")
+        acc_ax.legend(loc="lower right", fontsize=8)
+    else:
+        _note(acc_ax, "no validation data in this run")
+    _add_caption(fig, caption(params))
+    return _png_bytes(fig)
+
+
+# -------------------------------------------------------- decision views
+def plane_box(*datasets: Dataset) -> tuple[float, float]:
+    """A square view ``(lo, hi)`` of the input plane holding every point with a margin."""
+    values = np.concatenate([d.X.ravel() for d in datasets])
+    lo, hi = float(values.min()), float(values.max())
+    pad = 0.15 * (hi - lo) + 0.25
+    return lo - pad, hi + pad
+
+
+def unit_segment(w: Array, b: float, box: tuple[float, float]) -> tuple[Array, Array] | None:
+    """The part of the line ``w[0] x + w[1] y + b = 0`` inside the square ``box``,
+    as ``(xs, ys)`` end points, or None when it misses the box (or w is zero)."""
+    norm2 = float(w @ w)
+    if norm2 < 1e-24:
+        return None
+    lo, hi = box
+    point = -b * w / norm2
+    direction = np.array([-w[1], w[0]]) / np.sqrt(norm2)
+    t_lo, t_hi = -np.inf, np.inf
+    for axis in range(2):
+        if abs(direction[axis]) < 1e-12:
+            if not lo <= point[axis] <= hi:
+                return None
+            continue
+        a = (lo - point[axis]) / direction[axis]
+        c = (hi - point[axis]) / direction[axis]
+        t_lo, t_hi = max(t_lo, min(a, c)), min(t_hi, max(a, c))
+    if not t_lo < t_hi:
+        return None
+    ends = point[:, None] + direction[:, None] * np.array([t_lo, t_hi])
+    return ends[0], ends[1]
+
+
+class PlaneView:
+    """P(y = 1 | x) over the input plane of a 2-input network, with its 0.5 contour,
+    the data points and every first-layer unit's line ``w·x + b = 0``.
+
+    Artists are created once; :meth:`update` draws another model into them.
+    """
+
+    def __init__(
+        self,
+        ax: Axes,
+        train: Dataset,
+        test: Dataset,
+        n_units: int,
+        resolution: int,
+        banded: bool = False,
+        marker_scale: float = 1.0,
+        unit_labels: bool = True,
+    ) -> None:
+        self.ax = ax
+        self.box = plane_box(train, test)
+        lo, hi = self.box
+        axis = np.linspace(lo, hi, resolution)
+        gx, gy = np.meshgrid(axis, axis)
+        self.grid_axis = axis
+        self.grid = np.vstack([gx.ravel(), gy.ravel()])  # (2, resolution**2)
+        self.resolution = resolution
+        self.banded = banded
+        self.image = ax.imshow(
+            np.full((resolution, resolution), 0.5),
+            extent=(lo, hi, lo, hi),
+            origin="lower",
+            cmap=PROBABILITY_CMAP,
+            vmin=0.0,
+            vmax=1.0,
+            interpolation="nearest" if banded else "bilinear",
+            aspect="equal",
+        )
+        # The 0.5 contour as one LineCollection whose segments each model replaces.
+        self.contour = LineCollection([], colors="black", linewidths=2.0, zorder=2)
+        ax.add_collection(self.contour, autolim=False)
+        self.unit_lines = [
+            ax.plot([], [], color=UNIT_LINE_COLOR, ls="--", lw=1.0, alpha=0.85)[0]
+            for _ in range(n_units)
+        ]
+        self.unit_labels = [
+            ax.text(
+                0,
+                0,
+                f"h{j + 1}",
+                fontsize=7,
+                color=UNIT_LINE_COLOR,
+                ha="center",
+                va="center",
+                visible=False,
+                bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.75},
+            )
+            for j in range(n_units if unit_labels else 0)
+        ]
+        self.points = []
+        dense = _n_distinct(train, test) > DENSE_POINTS
+        for data, filled in ((train, True), (test, False)):
+            X, y = _unique_points(data.X, data.y)
+            for label in (0, 1):
+                mask = y == label
+                self.points.append(
+                    ax.scatter(
+                        X[0, mask],
+                        X[1, mask],
+                        zorder=3,
+                        **_point_style(label, filled, dense, marker_scale),
+                    )
+                )
+        ax.set_xlim(lo, hi)
+        ax.set_ylim(lo, hi)
+        ax.set_xlabel("x₁ (input 1)")
+        ax.set_ylabel("x₂ (input 2)")
+
+    def update(self, model: MLP) -> None:
+        """Show ``model``: probability map, 0.5 contour and first-layer unit lines."""
+        P = model.predict_proba(self.grid).reshape(self.resolution, self.resolution)
+        if self.banded:  # colour the bands here: RGBA data skips matplotlib's norm and map
+            self.image.set_data(BAND_COLORS[np.minimum((P * N_BANDS).astype(np.intp), N_BANDS - 1)])
+        else:
+            self.image.set_data(P)
+        lines = contour_generator(self.grid_axis, self.grid_axis, P).lines(0.5)
+        self.contour.set_segments(lines)
+        W1, b1 = model.params["W1"], model.params["b1"]
+        for j, line in enumerate(self.unit_lines):
+            label = self.unit_labels[j] if self.unit_labels else None
+            segment = unit_segment(W1[j].astype(np.float64), float(b1[j, 0]), self.box)
+            if segment is None:
+                line.set_data([], [])
+                if label is not None:
+                    label.set_visible(False)
+                continue
+            xs, ys = segment
+            line.set_data(xs, ys)
+            if label is None:
+                continue
+            # Label near one end, staggered by unit so crossing lines' labels part.
+            t = 0.1 + 0.08 * (j % 4)
+            label.set_position((xs[0] + t * (xs[1] - xs[0]), ys[0] + t * (ys[1] - ys[0])))
+            label.set_visible(True)
+
+    def artists(self) -> list:
+        """What changes between models, in drawing order (the points sit on the image)."""
+        return [self.image, self.contour, *self.unit_lines, *self.unit_labels, *self.points]
+
+    def legend_handles(self, hidden: Sequence[int]) -> list[Line2D]:
+        layer = "" if len(hidden) == 1 else " of layer 1"
+        return [
+            *_data_handles(),
+            Line2D([], [], color="black", lw=2, label="P = 0.5 (decision boundary)"),
+            Line2D(
+                [],
+                [],
+                color=UNIT_LINE_COLOR,
+                ls="--",
+                lw=1,
+                label=f"hidden unit h{layer}: w·x + b = 0",
+            ),
+        ]
+
+
+def _bit_count_positions(train: Dataset, test: Dataset, binary: bool) -> dict[tuple, float]:
+    """Horizontal position of every distinct input (a column of X): its number of 1-bits
+    (its sum, if not binary), spread evenly within that count. The same input gets the
+    same place in train and test, so a test ring sits around its train dot."""
+    patterns = np.unique(np.hstack([train.X, test.X]), axis=1)
+    counts = patterns.sum(axis=0)
+    position = counts.astype(np.float64)
+    if binary:
+        for count in np.unique(counts):
+            members = np.flatnonzero(counts == count)
+            if len(members) > 1:
+                position[members] += ((np.arange(len(members)) + 0.5) / len(members) - 0.5) * 0.7
+    else:  # deterministic spread (golden-ratio sequence)
+        position += ((np.arange(1, len(counts) + 1) * 0.6180339887498949) % 1.0 - 0.5) * 0.5
+    return {tuple(col): float(x) for col, x in zip(patterns.T, position, strict=True)}
+
+
+class BitCountView:
+    """For more than two inputs: P(y = 1 | x) of every distinct sample against its
+    number of 1-bits (its sum, for non-binary inputs). Parity is odd counts, so a
+    network that learnt it puts those above 0.5 and even counts below.
+
+    Artists are created once; :meth:`update` draws another model into them.
+    """
+
+    def __init__(
+        self,
+        ax: Axes,
+        train: Dataset,
+        test: Dataset,
+        marker_scale: float = 1.0,
+        short: bool = False,
+    ):
+        self.ax = ax
+        self.sets = []
+        binary = _is_binary(train.X, test.X)
+        position = _bit_count_positions(train, test, binary)
+        dense = _n_distinct(train, test) > DENSE_POINTS
+        self.points = []
+        top = 0.0
+        for data, filled in ((train, True), (test, False)):
+            X, y = _unique_points(data.X, data.y)
+            top = max(top, float(X.sum(axis=0).max()))
+            for label in (0, 1):
+                Xc = X[:, y == label]
+                x = np.array([position[tuple(col)] for col in Xc.T])
+                artist = ax.scatter(
+                    x,
+                    np.full(x.shape, 0.5),
+                    zorder=3,
+                    **_point_style(label, filled, dense, marker_scale),
+                )
+                self.points.append(artist)
+                self.sets.append((Xc, x))
+        if binary:
+            for count in range(int(top) + 1):
+                ax.axvspan(
+                    count - 0.5, count + 0.5, color=CLASS_COLORS[count % 2], alpha=0.08, lw=0
+                )
+            ax.set_xticks(range(int(top) + 1))
+            ax.set_xlabel(
+                "number of 1-bits"
+                if short
+                else "number of 1-bits in the input (background: parity)"
+            )
+        else:
+            ax.set_xlabel("sum of the inputs")
+        ax.axhline(0.5, color="black", lw=1.5)
+        ax.set_xlim(-0.6, top + 0.6)
+        ax.set_ylim(-0.04, 1.04)
+        ax.set_ylabel("P(y = 1 | x)")
+        ax.grid(True, axis="y", alpha=0.3)
+
+    def update(self, model: MLP) -> None:
+        for artist, (X, x) in zip(self.points, self.sets, strict=True):
+            if X.shape[1]:
+                artist.set_offsets(np.column_stack([x, model.predict_proba(X).ravel()]))
+
+    def artists(self) -> list:
+        return list(self.points)
+
+    def legend_handles(self, hidden: Sequence[int]) -> list[Line2D]:
+        return [*_data_handles(), Line2D([], [], color="black", lw=1.5, label="P = 0.5")]
+
+
+def _decision_view(
+    ax: Axes, model: MLP, train: Dataset, test: Dataset, resolution: int, animated: bool = False
+) -> PlaneView | BitCountView:
+    """The plane for 2 inputs, else P by bit count; ``animated`` makes it GIF-sized
+    (banded colours, smaller markers, no unit labels)."""
+    marker_scale = 0.6 if animated else 1.0
+    if model.arch.n_inputs == 2:
+        return PlaneView(
+            ax,
+            train,
+            test,
+            model.arch.hidden[0],
+            resolution,
+            banded=animated,
+            marker_scale=marker_scale,
+            unit_labels=not animated,
+        )
+    return BitCountView(ax, train, test, marker_scale, short=animated)
+
+
+def decision_boundary_png(
+    model: MLP, train: Dataset, test: Dataset, params: Params, epoch: int | None = None
+) -> bytes:
+    """The decision view of ``model`` (see :class:`PlaneView`, :class:`BitCountView`)."""
+    fig = _figure(6.4, 6.6, params.plot.dpi)
+    plane = model.arch.n_inputs == 2
+    ax = fig.add_axes((0.11, 0.25, 0.68, 0.66) if plane else (0.11, 0.25, 0.84, 0.66))
+    view = _decision_view(ax, model, train, test, params.plot.grid_resolution)
+    view.update(model)
+    after = "" if epoch is None else f" after {epoch} epochs"
+    if plane:
+        ax.set_title(f"Decision boundary{after}", fontsize=12)
+        cax = fig.add_axes((0.83, 0.25, 0.03, 0.66))
+        fig.colorbar(view.image, cax=cax, label="P(y = 1 | x)")
+        note = "Each dashed line is one hidden unit's boundary; the output combines them."
+    else:
+        ax.set_title(
+            f"{model.arch.n_inputs}-bit inputs: P(y = 1) by number of 1-bits{after}", fontsize=11
+        )
+        note = (
+            f"{model.arch.n_inputs} inputs do not fit a plane: each distinct sample is one "
+            "point, spread sideways."
+        )
+    fig.legend(
+        handles=view.legend_handles(model.arch.hidden),
+        loc="lower center",
+        bbox_to_anchor=(0.5, 0.085),
+        ncol=3,
+        fontsize=8,
+        frameon=False,
+    )
+    fig.text(0.5, 0.062, note, ha="center", va="bottom", fontsize=7.5, color="0.2")
+    _add_caption(fig, caption(params))
+    return _png_bytes(fig)
+
+
+# --------------------------------------------------------- confusion matrix
+def confusion_matrix_png(actual: Array, predicted: Array, params: Params) -> bytes:
+    """2×2 counts of (actual, predicted) on the test set, each with its share of the
+    actual class (row rate: true negative/positive rates on the diagonal)."""
+    actual = np.asarray(actual).ravel().astype(np.int64)
+    predicted = np.asarray(predicted).ravel().astype(np.int64)
+    counts = np.zeros((2, 2), dtype=np.int64)
+    np.add.at(counts, (actual, predicted), 1)
+    totals = counts.sum(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rates = np.where(totals > 0, counts / np.maximum(totals, 1), np.nan)
+    n = int(counts.sum())
+    accuracy = np.trace(counts) / n if n else float("nan")
+
+    fig = _figure(5.6, 5.4, params.plot.dpi)
+    ax = fig.add_axes((0.16, 0.2, 0.6, 0.64))
+    cax = fig.add_axes((0.8, 0.2, 0.035, 0.64))
+    image = ax.imshow(np.nan_to_num(rates), cmap="Blues", vmin=0.0, vmax=1.0)
+    fig.colorbar(image, cax=cax, label="share of the actual class")
+    names = ("0 (even)", "1 (odd)") if params.data.kind == "parity" else ("0", "1")
+    for i in range(2):
+        for j in range(2):
+            rate = "–" if np.isnan(rates[i, j]) else f"{100 * rates[i, j]:.1f} %"
+            kind = ("TN", "FP", "FN", "TP")[2 * i + j]
+            dark = not np.isnan(rates[i, j]) and rates[i, j] > 0.55
+            ax.text(
+                j,
+                i,
+                f"{kind}\n{counts[i, j]}\n{rate}",
+                ha="center",
+                va="center",
+                fontsize=12,
+                color="white" if dark else "black",
+                linespacing=1.4,
+            )
+    ax.set_xticks((0, 1), labels=names)
+    ax.set_yticks((0, 1), labels=names)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("actual class")
+    title = f"Confusion matrix — test set, n = {n}"
+    subtitle = f"accuracy {100 * accuracy:.1f} %" if n else "no test predictions"
+    ax.set_title(f"{title}\n{subtitle}", fontsize=11)
+    _add_caption(fig, caption(params))
+    return _png_bytes(fig)
+
+
+# -------------------------------------------------------------- animation
+class _GifWriter(PillowWriter):
+    """matplotlib's Pillow writer, fed with the canvas after a blitted redraw (instead of
+    a full ``savefig`` per frame) and keeping the GIF in memory for an atomic write."""
+
+    def setup(self, fig: Figure, outfile: str = ".", dpi: float | None = None) -> None:
+        super().setup(fig, outfile, dpi)
+        self.data = b""
+
+    def grab_canvas(self) -> None:
+        rgba = self.fig.canvas.buffer_rgba()
+        size = (rgba.shape[1], rgba.shape[0])
+        self._frames.append(
+            Image.frombuffer("RGBA", size, rgba, "raw", "RGBA", 0, 1).convert("RGB")
+        )
+
+    def finish(self) -> None:
+        # One palette for every frame, from the first, middle and last frames together:
+        # mapping onto a given palette is ~30x faster than quantizing each frame, and a
+        # shared palette keeps unchanged pixels unchanged, so frame deltas stay small.
+        frames = self._frames
+        picks = [frames[0], frames[len(frames) // 2], frames[-1]]
+        width, height = picks[0].size
+        mosaic = Image.new("RGB", (width, height * len(picks)))
+        for i, frame in enumerate(picks):
+            mosaic.paste(frame, (0, i * height))
+        palette = mosaic.quantize(256, method=Image.Quantize.MEDIANCUT)
+        indexed = [frame.quantize(palette=palette, dither=Image.Dither.NONE) for frame in frames]
+        buffer = _io.BytesIO()
+        indexed[0].save(
+            buffer,
+            format="GIF",
+            save_all=True,
+            append_images=indexed[1:],
+            duration=int(1000 / self.fps),
+            loop=0,
+        )
+        self.data = buffer.getvalue()
+
+
+@dataclass
+class _LossProgress:
+    """The right panel of the animation: the whole loss curve faint, the part up to
+    the frame's epoch bold, and a marker at that epoch."""
+
+    ax: Axes
+    history: History
+    line: Line2D
+    marker: Line2D
+    cursor: Line2D
+
+    @classmethod
+    def create(cls, ax: Axes, history: History, loss: str, log_scale: bool) -> "_LossProgress":
+        ax.plot(history.epoch, history.train_loss, color="C0", lw=1.2, alpha=0.3, label="whole run")
+        ax.axhline(
+            plateau_level(loss),
+            color="0.45",
+            ls=":",
+            lw=1.2,
+            label="ln 2: p = 0.5 plateau" if loss == "bce" else "p = 0.5 plateau",
+        )
+        (line,) = ax.plot([], [], color="C0", lw=2, label="so far", animated=True)
+        (marker,) = ax.plot([], [], "o", color="C0", markersize=5, animated=True)
+        cursor = ax.axvline(0, color="0.5", lw=0.8, animated=True)
+        if log_scale:
+            ax.set_yscale("log")
+        last = int(history.epoch[-1]) if len(history) else 1
+        ax.set_xlim(-0.02 * last, 1.02 * last)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(f"{loss} loss" + (" (log)" if log_scale else ""))
+        ax.grid(True, alpha=0.3)
+        ax.legend(loc="upper right", fontsize=7)
+        return cls(ax, history, line, marker, cursor)
+
+    def update(self, epoch: int) -> None:
+        """Show training up to ``epoch`` (0: before training, nothing drawn yet)."""
+        n = int(np.searchsorted(self.history.epoch, epoch, side="right"))
+        self.line.set_data(self.history.epoch[:n], self.history.train_loss[:n])
+        self.cursor.set_xdata([epoch, epoch])
+        if n == 0:
+            self.marker.set_data([], [])
+        else:
+            self.marker.set_data([self.history.epoch[n - 1]], [self.history.train_loss[n - 1]])
+
+    def artists(self) -> list:
+        return [self.line, self.cursor, self.marker]
+
+
+def training_gif(
+    models: Sequence[MLP],
+    epochs: Sequence[int],
+    history: History,
+    train: Dataset,
+    test: Dataset,
+    params: Params,
+) -> bytes:
+    """One GIF frame per (model, epoch): the decision view and the loss so far.
+
+    The figure and its artists are built once; each frame updates their data
+    and redraws only them over the saved static background.
+    """
+    if not models or len(models) != len(epochs):
+        raise ValueError("training_gif needs one epoch per model and at least one model")
+    p = params.plot
+    fig = _figure(8.0, 4.0, p.dpi)
+    left_box = (0.07, 0.2, 0.36, 0.66)
+    left = fig.add_axes(left_box)
+    # No more grid points than the plane has pixels; 10 flat colour bands keep the GIF small.
+    pixels = min(left_box[2] * 8.0, left_box[3] * 4.0) * p.dpi
+    resolution = max(10, min(p.grid_resolution, int(pixels)))
+    right = fig.add_axes((0.55, 0.2, 0.42, 0.66))
+    view = _decision_view(left, models[0], train, test, resolution, animated=True)
+    if isinstance(view, PlaneView):
+        left.set_title("P(y = 1 | x) in 10 bands, 0.5 contour", fontsize=9)
+    else:
+        left.set_title("P(y = 1) by number of 1-bits", fontsize=9)
+    progress = _LossProgress.create(right, history, params.train.loss, p.log_scale)
+    right.set_title(f"train loss ({params.train.loss})", fontsize=9)
+    fig.text(0.5, 0.955, "Training", ha="right", va="center", fontsize=12, weight="bold")
+    # Only the epoch changes in the header: a short text, as text is the costliest artist.
+    title = fig.text(0.51, 0.955, "", ha="left", va="center", fontsize=12, animated=True)
+    _add_caption(fig, caption(params))
+
+    last = int(history.epoch[-1]) if len(history) else int(epochs[-1])
+    for artist in view.artists():
+        artist.set_animated(True)
+    canvas = fig.canvas
+    canvas.draw()  # everything static, once
+    background = canvas.copy_from_bbox(fig.bbox)
+    spines = [*left.spines.values()]
+    writer = _GifWriter(fps=p.fps)
+    writer.setup(fig)
+    for model, epoch in zip(models, epochs, strict=True):
+        view.update(model)
+        progress.update(int(epoch))
+        title.set_text(f"epoch {int(epoch)} of {last}")
+        canvas.restore_region(background)
+        for artist in [*view.artists(), *progress.artists(), title, *spines]:
+            fig.draw_artist(artist)
+        writer.grab_canvas()
+    writer.finish()
+    return writer.data
