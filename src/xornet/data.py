@@ -102,7 +102,10 @@ def load_dataset(path: str | Path) -> Dataset:
     if not path.is_file():
         raise DataFileError(f"{path}: data file not found")
     try:
-        with np.load(path, allow_pickle=False) as archive:
+        archive = np.load(path, allow_pickle=False)
+        if not isinstance(archive, np.lib.npyio.NpzFile):  # a bare .npy array
+            raise DataFileError(f"{path}: not a readable .npz data file (a single .npy array)")
+        with archive:
             missing = {"X", "y"} - set(archive.files)
             if missing:
                 raise DataFileError(f"{path}: missing array(s) {', '.join(sorted(missing))}")
