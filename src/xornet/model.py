@@ -8,12 +8,36 @@ weights ``Wl`` of shape (out, in) and bias ``bl`` of shape (out, 1):
 
 Hidden layers use the chosen activation; the single output unit is a sigmoid,
 and losses are computed from its logit Z_L for numerical stability.
+Backpropagation runs the chain backwards from dZ_L, which the loss supplies:
+
+    dW_l = dZ_l @ A_{l-1}^T,   db_l = dZ_l summed over samples,
+    dZ_{l-1} = (W_l^T @ dZ_l) * f'(Z_{l-1})
+
+Three layout choices make this fast without changing the arithmetic:
+
+1. All parameters live in one flat vector ``theta``. Layer l is the
+   (out, in + 1) matrix [W_l | b_l], a view of theta, and ``params["Wl"]``,
+   ``params["bl"]`` are views of that. Gradients share the layout, so an
+   optimizer updates every parameter in a couple of NumPy calls.
+2. The input of every layer carries an extra row of ones, so W_l @ A + b_l is
+   one product [W_l | b_l] @ [A; 1], and [dW_l | db_l] = dZ_l @ [A; 1]^T is
+   another.
+3. A batch is processed in blocks of ``block`` columns, with buffers that are
+   allocated once and stay in cache. Blocks are shared among worker threads
+   (NumPy releases the GIL in its loops and in BLAS); each block's gradient
+   goes to a row of its own and the rows are summed in block order, so the
+   result depends only on the inputs and ``block`` - never on timing or on
+   the number of threads.
 """
 
 import json
+import os
 import zipfile
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 
 import numpy as np
 
@@ -24,9 +48,13 @@ from xornet.losses import Loss
 Array = np.ndarray
 Params = dict[str, Array]
 
-# Columns per block in :meth:`MLP.loss_and_gradients`: big enough to amortise
-# the per-call overhead, small enough that a block's activations stay in cache.
+# Columns per block: enough to amortise the per-call overhead of NumPy, few
+# enough that a block's buffers stay in the L2 cache. Measured with
+# bench/bench_speed.py on a 2-core AMD EPYC (2 MB L2 per core).
 DEFAULT_BLOCK = 2048
+
+# Worker threads for batches of several blocks (the calling thread included).
+THREADS = max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1))
 
 
 class ModelFileError(ValueError):
@@ -59,6 +87,12 @@ class Architecture:
     def n_layers(self) -> int:
         """Number of weight layers (hidden layers + the output layer)."""
         return len(self.hidden) + 1
+
+    @property
+    def n_params(self) -> int:
+        """Number of scalar parameters (weights and biases)."""
+        sizes = self.layer_sizes
+        return sum(n_out * (n_in + 1) for n_in, n_out in zip(sizes[:-1], sizes[1:], strict=False))
 
     def param_shapes(self) -> dict[str, tuple[int, int]]:
         """``{"W1": (h1, n_inputs), "b1": (h1, 1), ...}`` in layer order."""
@@ -118,6 +152,55 @@ def init_params(
     return params
 
 
+def _layer_views(flat: Array, sizes: tuple[int, ...]) -> list[Array]:
+    """Consecutive (out, in + 1) matrices [W_l | b_l] viewed in a flat vector, one per layer."""
+    views, start = [], 0
+    for n_in, n_out in zip(sizes[:-1], sizes[1:], strict=False):
+        stop = start + n_out * (n_in + 1)
+        views.append(flat[start:stop].reshape(n_out, n_in + 1))
+        start = stop
+    return views
+
+
+def _as_params(layers: list[Array]) -> Params:
+    """``{"W1": ..., "b1": ..., ...}`` as views of the [W_l | b_l] matrices."""
+    params: Params = {}
+    for layer, Wb in enumerate(layers, start=1):
+        params[f"W{layer}"] = Wb[:, :-1]
+        params[f"b{layer}"] = Wb[:, -1:]
+    return params
+
+
+def _with_ones(X: Array) -> Array:
+    """[X; 1]: X (features, n) with a row of ones appended, (features + 1, n)."""
+    Xa = np.empty((X.shape[0] + 1, X.shape[1]), dtype=X.dtype)
+    Xa[:-1] = X
+    Xa[-1] = 1.0
+    return Xa
+
+
+class _Workspace:
+    """Buffers for one block of ``m`` columns, allocated once and reused.
+
+    Lists are indexed by layer l = 0 .. L (entries a layer lacks are None):
+    ``a[l]`` is [A_l; 1], shape (sizes[l] + 1, m), with ``A[l]`` the view of
+    its activation rows; ``a[0]`` is the input block, set by the caller.
+    ``z[l]`` is Z_l and ``dz[l]`` is dZ_l, (sizes[l], m); ``deriv[l]`` holds
+    f'(Z_l) for the hidden layers; ``work`` is scratch space for the loss.
+    """
+
+    def __init__(self, sizes: tuple[int, ...], m: int, dtype: np.dtype, backward: bool = True):
+        hidden = range(1, len(sizes) - 1)
+        every = range(1, len(sizes))
+        self.a: list = [None] + [np.ones((sizes[i] + 1, m), dtype) for i in hidden]
+        self.A: list = [None] + [a[:-1] for a in self.a[1:]]
+        self.z: list = [None] + [np.empty((sizes[i], m), dtype) for i in every]
+        if backward:
+            self.dz: list = [None] + [np.empty((sizes[i], m), dtype) for i in every]
+            self.deriv: list = [None] + [np.empty((sizes[i], m), dtype) for i in hidden]
+            self.work = np.empty((1, m), dtype)
+
+
 @dataclass
 class ForwardCache:
     """What backprop needs from the forward pass.
@@ -129,48 +212,110 @@ class ForwardCache:
 
     inputs: list[Array]
     pre_activations: list[Array]
+    workspace: _Workspace | None = None
 
     @property
     def logits(self) -> Array:
         return self.pre_activations[-1]
 
 
-@dataclass
-class _Workspace:
-    """Reusable flat buffers, one set per layer, for blocks of up to ``cols`` columns."""
+class Batch:
+    """Columns X (n_inputs, n) and 0/1 targets prepared for repeated gradient evaluation.
 
-    sizes: tuple[int, ...]
-    cols: int
-    dtype: np.dtype
-    buffers: dict[tuple[str, int], Array] = field(default_factory=dict)
+    ``Xa`` is [X; 1], (n_inputs + 1, n); ``targets`` is ``loss.encode(y, scale)``,
+    (2, n), usually with scale 1/n. :meth:`MLP.batch_loss_and_gradient` writes
+    the gradient of ``scale`` times the summed loss into ``grad`` (the layout
+    of ``MLP.theta``). With several blocks, each
+    block's gradient has its own row in ``block_grads`` first.
+    """
 
-    def get(self, kind: str, layer: int, n: int) -> Array:
-        key = (kind, layer)
-        buf = self.buffers.get(key)
-        if buf is None:
-            buf = np.empty(self.sizes[layer] * self.cols, dtype=self.dtype)
-            self.buffers[key] = buf
-        return buf[: self.sizes[layer] * n].reshape(self.sizes[layer], n)
+    def __init__(self, model: "MLP", Xa: Array, targets: Array, block: int = DEFAULT_BLOCK):
+        if block < 1:
+            raise ValueError(f"block must be positive, got {block}")
+        n = Xa.shape[1]
+        sizes = model.arch.layer_sizes
+        self.Xa, self.targets = Xa, targets
+        self.grad = np.empty(model.arch.n_params, dtype=model.dtype)
+        self.grad_layers = _layer_views(self.grad, sizes)
+        self.blocks = [
+            (Xa[:, start : start + block], targets[:, start : start + block])
+            for start in range(0, n, block)
+        ]
+        if len(self.blocks) > 1:
+            self.block_grads = np.empty((len(self.blocks), self.grad.size), dtype=model.dtype)
+            self.block_grad_layers = [_layer_views(row, sizes) for row in self.block_grads]
+            self.block_totals = [0.0] * len(self.blocks)
+
+    @property
+    def n(self) -> int:
+        return self.Xa.shape[1]
+
+    @classmethod
+    def empty(cls, model: "MLP", n: int, block: int = DEFAULT_BLOCK) -> "Batch":
+        """A batch of n columns to be filled by :meth:`take`."""
+        Xa = np.empty((model.arch.n_inputs + 1, n), dtype=model.dtype)
+        return cls(model, Xa, np.empty((2, n), dtype=model.dtype), block)
+
+    def take(self, source: "Batch", columns: Array) -> None:
+        """Fill this batch with the given columns of ``source``, rescaling the targets to 1/n.
+
+        ``source`` must have been encoded with scale 1.
+        """
+        np.take(source.Xa, columns, axis=1, out=self.Xa, mode="clip")
+        np.take(source.targets, columns, axis=1, out=self.targets, mode="clip")
+        self.targets[1] *= 1.0 / len(columns)
+
+
+_POOL: ThreadPoolExecutor | None = None
+
+
+def _pool() -> ThreadPoolExecutor:
+    global _POOL
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(max_workers=max(1, THREADS - 1), thread_name_prefix="xornet")
+    return _POOL
+
+
+def _forget_pool() -> None:
+    # A forked child has none of the parent's threads: start a fresh pool there.
+    global _POOL
+    _POOL = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
 
 
 class MLP:
     """A fully connected network with sigmoid output for binary classification.
 
     ``params`` maps ``"W1", "b1", ...`` to arrays (``Wl`` is (out, in), ``bl`` is
-    (out, 1)); all share one float dtype, which is the dtype computations use.
+    (out, 1)). They are read-only-mapped views of the flat vector ``theta``:
+    change values in place (``model.params["W1"][...] = W``), never rebind
+    them. All share ``theta``'s float dtype, which computations use.
     """
 
-    def __init__(self, arch: Architecture, params: Params) -> None:
+    def __init__(self, arch: Architecture, params: Mapping[str, Array]) -> None:
         expected = arch.param_shapes()
         if set(params) != set(expected):
             raise ValueError(f"parameters {sorted(params)} do not match {sorted(expected)}")
         for name, shape in expected.items():
-            if params[name].shape != shape:
-                raise ValueError(f"{name} has shape {params[name].shape}, expected {shape}")
+            if np.shape(params[name]) != shape:
+                raise ValueError(f"{name} has shape {np.shape(params[name])}, expected {shape}")
+        dtype = np.result_type(*(params[name] for name in expected))
+        if dtype.kind != "f":
+            dtype = np.dtype(np.float64)
         self.arch = arch
-        self.params = {name: params[name] for name in expected}
         self.activation: Activation = ACTIVATIONS[arch.activation]
-        self._workspace: _Workspace | None = None
+        self.theta = np.empty(arch.n_params, dtype=dtype)
+        self.layers = _layer_views(self.theta, arch.layer_sizes)  # [W_l | b_l], one per layer
+        views = _as_params(self.layers)
+        for name, view in views.items():
+            view[...] = params[name]
+        self.params: Mapping[str, Array] = MappingProxyType(views)
+        # W_l^T for backprop, indexed by layer l (entry 0 unused)
+        self._weights_T = [None] + [Wb[:, :-1].T for Wb in self.layers]
+        self._workspaces: dict[tuple, _Workspace] = {}
 
     @classmethod
     def create(
@@ -187,7 +332,7 @@ class MLP:
 
     @property
     def dtype(self) -> np.dtype:
-        return self.params["W1"].dtype
+        return self.theta.dtype
 
     def copy(self, dtype: type | None = None) -> "MLP":
         """A deep copy, optionally cast to another float dtype."""
@@ -195,35 +340,74 @@ class MLP:
         return MLP(self.arch, {k: np.array(v, dtype=target) for k, v in self.params.items()})
 
     def param_list(self) -> list[Array]:
-        """The parameter arrays in layer order: [W1, b1, W2, b2, ...] (same objects)."""
+        """The parameter arrays in layer order: [W1, b1, W2, b2, ...] (views of ``theta``)."""
         return list(self.params.values())
 
-    # ------------------------------------------------------------------ forward
+    def _workspace(self, m: int, worker: int = 0, backward: bool = True) -> _Workspace:
+        key = (m, worker, backward)
+        ws = self._workspaces.get(key)
+        if ws is None:
+            if len(self._workspaces) > 16:  # odd batch widths come and go; stay bounded
+                self._workspaces.clear()
+            ws = self._workspaces[key] = _Workspace(self.arch.layer_sizes, m, self.dtype, backward)
+        return ws
+
+    # ------------------------------------------------------------- the maths
+    def _forward(self, ws: _Workspace) -> None:
+        """Z_l = [W_l | b_l] @ [A_{l-1}; 1] and A_l = f(Z_l), layer by layer; ws.a[0] is [X; 1]."""
+        L = self.arch.n_layers
+        for layer in range(1, L):
+            np.matmul(self.layers[layer - 1], ws.a[layer - 1], out=ws.z[layer])
+            self.activation.value(ws.z[layer], ws.A[layer])
+        np.matmul(self.layers[L - 1], ws.a[L - 1], out=ws.z[L])  # the output logits
+
+    def _backward(self, ws: _Workspace, grad_layers: list[Array]) -> None:
+        """From dZ_L in ws.dz[L], write [dW_l | db_l] into grad_layers[l - 1] for every layer."""
+        for layer in range(self.arch.n_layers, 0, -1):
+            dZ = ws.dz[layer]
+            # [dW_l | db_l] = dZ_l @ [A_{l-1}; 1]^T
+            np.matmul(dZ, ws.a[layer - 1].T, out=grad_layers[layer - 1])
+            if layer > 1:
+                W_T, dA = self._weights_T[layer], ws.dz[layer - 1]
+                if dZ.shape[0] == 1:  # dA = W_l^T @ dZ_l is an outer product: broadcast it
+                    np.multiply(W_T, dZ, out=dA)
+                else:
+                    np.matmul(W_T, dZ, out=dA)
+                deriv = self.activation.derivative(
+                    ws.z[layer - 1], ws.A[layer - 1], ws.deriv[layer - 1]
+                )
+                dA *= deriv  # dZ_{l-1} = dA_{l-1} * f'(Z_{l-1})
+
+    def _block(
+        self, ws: _Workspace, Xa: Array, t: Array, loss: Loss, grad_layers: list[Array]
+    ) -> float:
+        """Loss summed over one block of columns; its scaled gradient goes to ``grad_layers``."""
+        ws.a[0] = Xa
+        self._forward(ws)
+        total = loss.evaluate(ws.z[-1], t, ws.dz[-1], ws.work)
+        self._backward(ws, grad_layers)
+        return total
+
+    # --------------------------------------------------------------- forward
     def forward(self, X: Array, workspace: _Workspace | None = None) -> ForwardCache:
         """Run X (n_inputs, n) through the network, keeping what backprop needs."""
-        n = X.shape[1]
-        n_layers = self.arch.n_layers
-        inputs = [X]
-        pre_activations = []
-        A = X
-        for layer in range(n_layers):
-            W = self.params[f"W{layer + 1}"]
-            b = self.params[f"b{layer + 1}"]
-            if workspace is None:
-                Z = W @ A
-            else:
-                Z = np.matmul(W, A, out=workspace.get("z", layer + 1, n))
-            Z += b
-            pre_activations.append(Z)
-            if layer < n_layers - 1:
-                out = None if workspace is None else workspace.get("a", layer + 1, n)
-                A = self.activation.value(Z, out if out is not None else np.empty_like(Z))
-                inputs.append(A)
-        return ForwardCache(inputs, pre_activations)
+        X = np.asarray(X, dtype=self.dtype)
+        ws = workspace or _Workspace(self.arch.layer_sizes, X.shape[1], self.dtype)
+        ws.a[0] = _with_ones(X)
+        self._forward(ws)
+        return ForwardCache([X, *ws.A[1:]], ws.z[1:], ws)
 
-    def logits(self, X: Array) -> Array:
-        """Output logits Z_L, shape (1, n)."""
-        return self.forward(np.asarray(X, dtype=self.dtype)).logits
+    def logits(self, X: Array, block: int = DEFAULT_BLOCK) -> Array:
+        """Output logits Z_L for X (n_inputs, n), shape (1, n); computed block by block."""
+        Xa = _with_ones(np.asarray(X, dtype=self.dtype))
+        out = np.empty((1, Xa.shape[1]), dtype=self.dtype)
+        for start in range(0, Xa.shape[1], block):
+            block_in = Xa[:, start : start + block]
+            ws = self._workspace(block_in.shape[1], backward=False)
+            ws.a[0] = block_in
+            self._forward(ws)
+            out[:, start : start + block] = ws.z[-1]
+        return out
 
     def predict_proba(self, X: Array) -> Array:
         """P(y = 1 | x) for every column of X (n_inputs, n); shape (1, n)."""
@@ -236,9 +420,9 @@ class MLP:
     def loss(self, X: Array, y: Array, loss: Loss) -> float:
         """Mean loss over the n columns of X (n_inputs, n) with targets y (1, n)."""
         z = self.logits(X)
-        return loss.total(z, np.asarray(y, dtype=z.dtype)) / X.shape[1]
+        return loss.total(z, np.asarray(y, dtype=z.dtype)) / z.shape[1]
 
-    # ----------------------------------------------------------------- backward
+    # -------------------------------------------------------------- backward
     def backward(
         self,
         cache: ForwardCache,
@@ -249,65 +433,75 @@ class MLP:
     ) -> Params:
         """Gradients of ``scale * sum_i loss_i`` wrt every parameter.
 
-        ``scale`` defaults to 1/n (the mean loss over the batch). Returns a dict
-        with the same keys and shapes as ``params``.
+        ``cache`` comes from :meth:`forward`; ``scale`` defaults to 1/n (the mean
+        loss over the batch). Returns a dict with the same keys and shapes as
+        ``params``. (``workspace`` is accepted for compatibility and unused.)
         """
+        ws = cache.workspace
+        if ws is None:  # a cache assembled by hand: lay its arrays out as forward does
+            ws = _Workspace(self.arch.layer_sizes, cache.logits.shape[1], self.dtype)
+            for layer, A in enumerate(cache.inputs):
+                ws.a[layer] = _with_ones(np.asarray(A, dtype=self.dtype))
+            ws.z = [None, *cache.pre_activations]
+            ws.A = [None] + [a[:-1] for a in ws.a[1:]]
         n = cache.logits.shape[1]
-        scale = 1.0 / n if scale is None else scale
-        n_layers = self.arch.n_layers
-        out = None if workspace is None else workspace.get("d", n_layers, n)
-        dZ = loss.delta(cache.logits, y, out if out is not None else np.empty_like(cache.logits))
-        dZ *= scale
-        grads: Params = {}
-        for layer in range(n_layers, 0, -1):
-            A_prev = cache.inputs[layer - 1]
-            grads[f"W{layer}"] = dZ @ A_prev.T
-            grads[f"b{layer}"] = dZ.sum(axis=1, keepdims=True)
-            if layer > 1:
-                W = self.params[f"W{layer}"]
-                if workspace is None:
-                    dA = W.T @ dZ
-                    deriv = np.empty_like(dA)
-                else:
-                    dA = np.matmul(W.T, dZ, out=workspace.get("d", layer - 1, n))
-                    deriv = workspace.get("t", layer - 1, n)
-                self.activation.derivative(cache.pre_activations[layer - 2], A_prev, deriv)
-                dA *= deriv
-                dZ = dA
-        return {name: grads[name] for name in self.params}
+        dZ = loss.delta(cache.logits, y, ws.dz[-1])
+        dZ *= 1.0 / n if scale is None else scale
+        grad = np.empty_like(self.theta)
+        self._backward(ws, _layer_views(grad, self.arch.layer_sizes))
+        return _as_params(_layer_views(grad, self.arch.layer_sizes))
+
+    def batch(
+        self, X: Array, y: Array, loss: Loss, block: int = DEFAULT_BLOCK, scale: float | None = None
+    ) -> Batch:
+        """X (n_inputs, n) and 0/1 targets y (1, n) prepared for :meth:`batch_loss_and_gradient`.
+
+        ``scale`` multiplies the summed loss's gradient; the default 1/n gives the mean's.
+        """
+        Xa = _with_ones(np.asarray(X, dtype=self.dtype))
+        scale = 1.0 / Xa.shape[1] if scale is None else scale
+        return Batch(self, Xa, loss.encode(y, scale, self.dtype), block)
+
+    def batch_loss_and_gradient(self, batch: Batch, loss: Loss) -> float:
+        """The loss summed over the batch; the gradient of the mean loss lands in ``batch.grad``.
+
+        A batch of one block is computed right here. Otherwise the blocks are
+        dealt round-robin to up to :data:`THREADS` workers (this thread is
+        worker 0), and the per-block results are added in block order.
+        """
+        blocks = batch.blocks
+        if len(blocks) == 1:
+            Xa, t = blocks[0]
+            return self._block(self._workspace(Xa.shape[1]), Xa, t, loss, batch.grad_layers)
+
+        n_workers = max(1, min(THREADS, len(blocks) // 2))
+
+        def work(worker: int) -> None:
+            for k in range(worker, len(blocks), n_workers):
+                Xa, t = blocks[k]
+                ws = self._workspace(Xa.shape[1], worker)
+                batch.block_totals[k] = self._block(ws, Xa, t, loss, batch.block_grad_layers[k])
+
+        futures: list[Future] = [_pool().submit(work, w) for w in range(1, n_workers)]
+        try:
+            work(0)
+        finally:
+            for future in futures:
+                future.result()
+        np.sum(batch.block_grads, axis=0, out=batch.grad)
+        return sum(batch.block_totals)
 
     def loss_and_gradients(
         self, X: Array, y: Array, loss: Loss, block: int = DEFAULT_BLOCK
     ) -> tuple[float, Params]:
-        """Mean loss over all n columns of X (n_inputs, n) and its gradients.
+        """Mean loss over the n columns of X (n_inputs, n), 0/1 targets y (1, n), and its gradients.
 
-        The batch is processed in blocks of ``block`` columns with reused
-        buffers; per-block gradients are summed in block order, so the result
-        depends only on the inputs and ``block``, never on timing.
+        The gradients are fresh arrays keyed like ``params``. The batch is
+        processed in blocks of ``block`` columns (see the module docstring).
         """
-        n = X.shape[1]
-        if self._workspace is None or self._workspace.dtype != self.dtype:
-            self._workspace = _Workspace(self.arch.layer_sizes, block, self.dtype)
-        workspace = self._workspace
-        if workspace.cols < min(block, n):
-            workspace = self._workspace = _Workspace(self.arch.layer_sizes, block, self.dtype)
-        scale = 1.0 / n
-        total = 0.0
-        grads: Params | None = None
-        for start in range(0, n, block):
-            stop = min(start + block, n)
-            X_block = X[:, start:stop] if stop - start < n else X
-            y_block = y[:, start:stop] if stop - start < n else y
-            cache = self.forward(X_block, workspace)
-            total += loss.total(cache.logits, y_block)
-            block_grads = self.backward(cache, y_block, loss, scale, workspace)
-            if grads is None:
-                grads = block_grads
-            else:
-                for name, g in block_grads.items():
-                    grads[name] += g
-        assert grads is not None
-        return total / n, grads
+        batch = self.batch(X, y, loss, block)
+        total = self.batch_loss_and_gradient(batch, loss)
+        return total / batch.n, _as_params(batch.grad_layers)
 
     # ------------------------------------------------------------------ file io
     def to_arrays(self) -> dict[str, Array]:
@@ -329,7 +523,10 @@ class MLP:
         if not path.is_file():
             raise ModelFileError(f"{path}: model file not found")
         try:
-            with np.load(path, allow_pickle=False) as archive:
+            archive = np.load(path, allow_pickle=False)
+            if not isinstance(archive, np.lib.npyio.NpzFile):  # a bare .npy array
+                raise ValueError("a single .npy array")
+            with archive:
                 arrays = {name: archive[name] for name in archive.files}
         except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
             raise ModelFileError(f"{path}: not a readable .npz model file ({exc})") from None

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from xornet.losses import LOSSES
-from xornet.model import DEFAULT_BLOCK, MLP
+from xornet.model import DEFAULT_BLOCK, MLP, Batch
 from xornet.optim import OPTIMIZERS, OptimizerSettings
 
 Array = np.ndarray
@@ -90,9 +90,17 @@ class TrainResult:
 
 
 def _check_finite(model: MLP, epoch: int) -> None:
-    for name, value in model.params.items():
-        if not np.all(np.isfinite(value)):
-            raise DivergenceError(epoch, f"parameter {name}")
+    """Raise DivergenceError naming the first non-finite parameter array, if there is one."""
+    if not np.isfinite(model.theta).all():
+        for name, value in model.params.items():
+            if not np.all(np.isfinite(value)):
+                raise DivergenceError(epoch, f"parameter {name}")
+
+
+def _diverged(model: MLP, epoch: int, updated_in: int) -> None:
+    """A loss came out non-finite in ``epoch``: blame the weights if the last update broke them."""
+    _check_finite(model, updated_in)
+    raise DivergenceError(epoch, "train loss")
 
 
 def train(
@@ -110,50 +118,77 @@ def train(
     ``callback(epoch, model, history_so_far)`` is called with epoch 0 before
     training, then every ``callback_every`` epochs (0: never) and after the
     last epoch; it must not modify the model.
+
+    Raises :class:`DivergenceError` when a loss or parameter becomes
+    non-finite, naming the epoch whose computation produced it; floating-point
+    warnings along the way are silenced, since the exception reports them.
     """
     dtype = DTYPES[config.dtype]
     model = model.copy(dtype)
-    X = np.ascontiguousarray(X, dtype=dtype)
-    y = np.ascontiguousarray(y, dtype=dtype)
+    for name, value in model.params.items():
+        if not np.all(np.isfinite(value)):
+            raise ValueError(f"initial parameter {name} holds non-finite values")
     loss_fn = LOSSES[config.loss]
     settings = OptimizerSettings(
         config.learning_rate, config.momentum, config.beta1, config.beta2, config.eps
     )
     optimizer = OPTIMIZERS[config.optimizer](settings)
-    params = model.param_list()
     history = History.empty(config.epochs)
     n = X.shape[1]
-    batch = config.batch_size if 0 < config.batch_size < n else n
-    rng = np.random.default_rng(config.shuffle_seed)
+    batch_size = config.batch_size if 0 < config.batch_size < n else n
+    if batch_size == n:
+        full = model.batch(X, y, loss_fn, config.block)
+    else:
+        # Encoded once with scale 1; each mini-batch takes its columns and rescales.
+        source = model.batch(X, y, loss_fn, config.block, scale=1.0)
+        widths = {batch_size, n % batch_size} - {0}
+        minibatches = {w: Batch.empty(model, w, config.block) for w in widths}
+        rng = np.random.default_rng(config.shuffle_seed)
     if validation is not None:
         X_val = np.ascontiguousarray(validation[0], dtype=dtype)
         y_val = np.asarray(validation[1])
-    if callback is not None:
-        callback(0, model, history.head(0))
+        val_positive = y_val == 1
+    caller_errstate = np.geterr()
 
-    for epoch in range(1, config.epochs + 1):
-        if batch == n:
-            epoch_loss, grads = model.loss_and_gradients(X, y, loss_fn, config.block)
-            optimizer.step(params, list(grads.values()))
-        else:
-            order = rng.permutation(n)
-            epoch_loss = 0.0
-            for start in range(0, n, batch):
-                idx = order[start : start + batch]
-                batch_loss, grads = model.loss_and_gradients(X[:, idx], y[:, idx], loss_fn)
-                optimizer.step(params, list(grads.values()))
-                epoch_loss += batch_loss * len(idx) / n
-        if not math.isfinite(epoch_loss):
-            _check_finite(model, epoch)
-            raise DivergenceError(epoch, "train loss")
-        history.train_loss[epoch - 1] = epoch_loss
-        if validation is not None:
-            z_val = model.logits(X_val)
-            history.val_loss[epoch - 1] = loss_fn.total(z_val, y_val) / X_val.shape[1]
-            history.val_accuracy[epoch - 1] = np.mean((z_val >= 0) == (y_val == 1))
-        last = epoch == config.epochs
-        if callback is not None and (last or (callback_every and epoch % callback_every == 0)):
-            _check_finite(model, epoch)
-            callback(epoch, model, history.head(epoch))
-    _check_finite(model, config.epochs)
-    return TrainResult(model, history)
+    def report(epoch: int) -> None:
+        if callback is not None:
+            with np.errstate(**caller_errstate):
+                callback(epoch, model, history.head(epoch))
+
+    report(0)
+    theta = [model.theta]
+    updated_in = 0  # the epoch of the latest optimizer step
+    with np.errstate(over="ignore", invalid="ignore"):
+        for epoch in range(1, config.epochs + 1):
+            if batch_size == n:
+                epoch_loss = model.batch_loss_and_gradient(full, loss_fn) / n
+                if not math.isfinite(epoch_loss):
+                    _diverged(model, epoch, updated_in)
+                optimizer.step(theta, [full.grad])
+                updated_in = epoch
+            else:
+                order = rng.permutation(n)
+                total = 0.0
+                for start in range(0, n, batch_size):
+                    columns = order[start : start + batch_size]
+                    batch = minibatches[len(columns)]
+                    batch.take(source, columns)
+                    batch_total = model.batch_loss_and_gradient(batch, loss_fn)
+                    if not math.isfinite(batch_total):
+                        _diverged(model, epoch, updated_in)
+                    optimizer.step(theta, [batch.grad])
+                    updated_in = epoch
+                    total += batch_total
+                epoch_loss = total / n
+            history.train_loss[epoch - 1] = epoch_loss
+            if validation is not None:
+                z_val = model.logits(X_val)
+                history.val_loss[epoch - 1] = loss_fn.total(z_val, y_val) / X_val.shape[1]
+                history.val_accuracy[epoch - 1] = np.mean((z_val >= 0) == val_positive)
+            last = epoch == config.epochs
+            if callback is not None and (last or (callback_every and epoch % callback_every == 0)):
+                _check_finite(model, updated_in)
+                report(epoch)
+        _check_finite(model, updated_in)
+    # A copy without the training buffers the model has cached.
+    return TrainResult(model.copy(), history)
