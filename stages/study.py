@@ -45,8 +45,8 @@ def main(params_path, preset, overrides, out_dir):
     Reads params `study`, `data`, `model`, `train` (the grid overrides the
     last three), `plot.dpi` and `tracking`; generates the data from `data`.
     Writes to OUT-DIR: summary.csv and summary.md (per configuration: success
-    rate, epochs to 100 % test accuracy, final-loss quantiles, seeds stuck at
-    ln 2 or ln 2 / 2, diverged seeds), summary.json (the same, for dvc
+    rate, epochs to 100 % test accuracy, final-loss quantiles, unsolved seeds
+    ending at ln 2, at ln 2 / 2 or elsewhere, diverged seeds), summary.json (the same, for dvc
     metrics), seeds.csv (one row per seed) and convergence.png.
     """
     params = cli.load(params_path, overrides, preset)

@@ -102,7 +102,12 @@ def test_summary_counts_successes_plateaus_and_divergence():
     assert list(s) == list(study.SUMMARY_METRICS)
     assert (s["seeds"], s["solved"], s["success_rate"]) == (6, 2, pytest.approx(1 / 3))
     assert (s["solve_epoch_min"], s["solve_epoch_median"], s["solve_epoch_max"]) == (10, 20, 30)
-    assert (s["stuck_ln2"], s["stuck_half_ln2"], s["failed_other"], s["diverged"]) == (1, 1, 1, 1)
+    assert (s["unsolved_ln2"], s["unsolved_half_ln2"], s["unsolved_other"], s["diverged"]) == (
+        1,
+        1,
+        1,
+        1,
+    )
     assert s["final_loss_max"] == pytest.approx(ln2 - 0.001)  # diverged seed excluded
 
 

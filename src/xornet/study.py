@@ -9,15 +9,17 @@ per model seed ``model.seed, model.seed + 1, ...``, and summarises them:
 - epochs to success: first epoch at 100 % test accuracy (successful seeds),
   as median, quartiles, min and max;
 - final training loss: min, quartiles, max (diverged seeds excluded);
-- stuck seeds: failures whose final loss is within ``study.plateau_tol`` of
-  ln 2 (nothing fitted: the saddle at all-zero weights, p ≈ 0.5 everywhere)
+- unsolved seeds by where they ended: final loss within ``study.plateau_tol``
+  of ln 2 (nothing fitted: the saddle at all-zero weights, p ≈ 0.5 everywhere)
   or of ln 2 / 2 (two of XOR's four patterns fitted, the other two sharing
   one p ≈ 0.5); with unequal pattern counts in a finite sample these levels
   shift a little (0.32–0.37 for ln 2 / 2 on the default 800 samples);
-- other failures (e.g. one pattern fitted, three sharing p: ≈ 0.45–0.5);
+  or elsewhere (e.g. one pattern fitted, three sharing p: ≈ 0.45–0.5). After
+  enough epochs these are stalls for good; after few, a seed may merely not
+  have left the plateau yet;
 - diverged seeds (non-finite loss or weights).
 
-Results come back per configuration; :func:`write_outputs` writes the CSV
+Results come back per configuration; :func:`write_tables` writes the CSV
 files and the Markdown table (atomically, byte-deterministic), and
 :func:`run_records` gives what an experiment tracker logs: one parent run and
 a child run per configuration. NumPy only; the figure is in ``study_plots``.
@@ -235,9 +237,9 @@ SUMMARY_METRICS = (
     "final_loss_median",
     "final_loss_q75",
     "final_loss_max",
-    "stuck_ln2",
-    "stuck_half_ln2",
-    "failed_other",
+    "unsolved_ln2",
+    "unsolved_half_ln2",
+    "unsolved_other",
     "diverged",
 )
 
@@ -254,8 +256,8 @@ def _quantiles(values: np.ndarray, prefix: str, as_int: bool = False) -> dict[st
     return out
 
 
-def stuck(result: BatchedResult, plateau: float, tol: float) -> np.ndarray:
-    """Failed, non-diverged seeds whose final training loss is within ``tol`` of ``plateau``."""
+def unsolved_at(result: BatchedResult, plateau: float, tol: float) -> np.ndarray:
+    """Unsolved, non-diverged seeds whose final training loss is within ``tol`` of ``plateau``."""
     near = np.abs(result.train_loss - plateau) <= tol
     return near & ~result.success & ~result.diverged
 
@@ -272,12 +274,12 @@ def summarize(result: BatchedResult, plateau_tol: float) -> dict[str, Any]:
         "success_rate": float(success.mean()),
         **_quantiles(result.solved_epoch[success], "solve_epoch", as_int=True),
         **_quantiles(finite, "final_loss"),
-        "stuck_ln2": int(stuck(result, PLATEAUS["ln2"], plateau_tol).sum()),
-        "stuck_half_ln2": int(stuck(result, PLATEAUS["half_ln2"], plateau_tol).sum()),
+        "unsolved_ln2": int(unsolved_at(result, PLATEAUS["ln2"], plateau_tol).sum()),
+        "unsolved_half_ln2": int(unsolved_at(result, PLATEAUS["half_ln2"], plateau_tol).sum()),
         "diverged": int(result.diverged.sum()),
     }
-    summary["failed_other"] = (
-        S - summary["solved"] - summary["stuck_ln2"] - summary["stuck_half_ln2"]
+    summary["unsolved_other"] = (
+        S - summary["solved"] - summary["unsolved_ln2"] - summary["unsolved_half_ln2"]
     ) - summary["diverged"]
     return {key: summary[key] for key in SUMMARY_METRICS}
 
@@ -372,12 +374,13 @@ def markdown(params: Params, results: list[ConfigResult]) -> str:
         "",
         "Solved: 100 % test accuracy after the last epoch. Epochs to solve: first epoch at "
         "100 % test accuracy, over solved seeds, median [quartiles] and range. Final loss: "
-        "training loss of the last epoch. Stuck: unsolved seeds with final loss within "
-        f"{tol:g} of ln 2 ≈ 0.693 (nothing fitted) or ln 2 / 2 ≈ 0.347 (two of the four "
-        "XOR patterns unfitted); other: unsolved elsewhere.",
+        "training loss of the last epoch. Unsolved seeds are counted by where their final "
+        f"loss is: within {tol:g} of ln 2 ≈ 0.693 (nothing fitted: the saddle), within "
+        f"{tol:g} of ln 2 / 2 ≈ 0.347 (two of the four XOR patterns unfitted), or elsewhere.",
         "",
         "| configuration | epochs | solved | epochs to solve: median [IQR] | range "
-        "| final loss: median [IQR] | max | stuck at ln 2 | stuck at ln 2 / 2 | other | diverged |",
+        "| final loss: median [IQR] | max | unsolved at ln 2 | at ln 2 / 2 | elsewhere "
+        "| diverged |",
         "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for r in results:
@@ -399,8 +402,8 @@ def markdown(params: Params, results: list[ConfigResult]) -> str:
         )
         lines.append(
             f"| {r.label} | {s['epochs']} | {s['solved']}/{s['seeds']} | {epochs} | {span} "
-            f"| {loss} | {_fmt_loss(s['final_loss_max'])} | {s['stuck_ln2']} "
-            f"| {s['stuck_half_ln2']} | {s['failed_other']} | {s['diverged']} |"
+            f"| {loss} | {_fmt_loss(s['final_loss_max'])} | {s['unsolved_ln2']} "
+            f"| {s['unsolved_half_ln2']} | {s['unsolved_other']} | {s['diverged']} |"
         )
     return "\n".join(lines) + "\n"
 
