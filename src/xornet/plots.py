@@ -37,6 +37,7 @@ from matplotlib.collections import LineCollection
 from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.ticker import FuncFormatter
 from PIL import Image
 
 from xornet.data import Dataset
@@ -189,6 +190,19 @@ def _data_handles() -> list[Line2D]:
     return [*filled, *rings]
 
 
+def _loss_scale(ax: Axes, values: Array, log_scale: bool) -> None:
+    """Log y axis if asked; within less than a decade (a run stuck on the plateau) tick
+    labels are plain numbers, not matplotlib's 6.93×10⁻¹ minor-tick labels."""
+    if not log_scale:
+        return
+    ax.set_yscale("log")
+    positive = values[np.isfinite(values) & (values > 0)]
+    if positive.size and positive.max() < 10 * positive.min():
+        plain = FuncFormatter(lambda v, _: f"{v:.4g}")
+        ax.yaxis.set_major_formatter(plain)
+        ax.yaxis.set_minor_formatter(plain)
+
+
 def _is_binary(*arrays: Array) -> bool:
     return all(np.all((a == 0) | (a == 1)) for a in arrays)
 
@@ -211,8 +225,7 @@ def _draw_loss(ax: Axes, history: History, loss: str, log_scale: bool) -> None:
     level = plateau_level(loss)
     name = "ln 2 ≈ 0.693" if loss == "bce" else f"{level:g}"
     ax.axhline(level, color="0.45", ls=":", lw=1.2, label=f"{name}: p = 0.5 everywhere")
-    if log_scale:
-        ax.set_yscale("log")
+    _loss_scale(ax, np.concatenate([history.train_loss, history.val_loss, [level]]), log_scale)
     ax.set_xlabel("epoch")
     ax.set_ylabel(f"mean {loss} loss" + (" (log scale)" if log_scale else ""))
     ax.grid(True, which="major", alpha=0.3)
@@ -222,7 +235,7 @@ def _draw_loss(ax: Axes, history: History, loss: str, log_scale: bool) -> None:
 def learning_curves_png(history: History, params: Params) -> bytes:
     """Loss (train, validation, plateau) and validation accuracy per epoch, side by side."""
     fig = _figure(10.0, 4.4, params.plot.dpi)
-    loss_ax = fig.add_axes((0.07, 0.21, 0.4, 0.66))
+    loss_ax = fig.add_axes((0.085, 0.21, 0.385, 0.66))
     acc_ax = fig.add_axes((0.57, 0.21, 0.4, 0.66))
     fig.suptitle("Learning curves", fontsize=13, y=0.97)
     if len(history) == 0:
@@ -340,6 +353,7 @@ class PlaneView:
                 ha="center",
                 va="center",
                 visible=False,
+                zorder=4,  # above the points
                 bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.75},
             )
             for j in range(n_units if unit_labels else 0)
@@ -661,8 +675,7 @@ class _LossProgress:
         (line,) = ax.plot([], [], color="C0", lw=2, label="so far", animated=True)
         (marker,) = ax.plot([], [], "o", color="C0", markersize=5, animated=True)
         cursor = ax.axvline(0, color="0.5", lw=0.8, animated=True)
-        if log_scale:
-            ax.set_yscale("log")
+        _loss_scale(ax, np.append(history.train_loss, plateau_level(loss)), log_scale)
         last = int(history.epoch[-1]) if len(history) else 1
         ax.set_xlim(-0.02 * last, 1.02 * last)
         ax.set_xlabel("epoch")
