@@ -730,7 +730,9 @@ def training_gif(
     right.set_title(f"train loss ({params.train.loss})", fontsize=9)
     fig.text(0.5, 0.955, "Training", ha="right", va="center", fontsize=12, weight="bold")
     # Only the epoch changes in the header: a short text, as text is the costliest artist.
-    title = fig.text(0.51, 0.955, "", ha="left", va="center", fontsize=12, animated=True)
+    title = fig.text(
+        0.51, 0.955, "", ha="left", va="center", fontsize=12, animated=True, parse_math=False
+    )
     _add_caption(fig, caption(params))
 
     last = int(history.epoch[-1]) if len(history) else int(epochs[-1])

@@ -1,0 +1,185 @@
+"""Plot stage cost: how the wall time of ``stages/plot.py`` grows with the GIF's frames.
+
+Usage::
+
+    python bench/bench_plots.py            # frames 1 .. 500, about a minute on 2 cores
+    python bench/bench_plots.py --quick    # fewer frame counts and repeats
+
+A run is prepared once in a temporary folder with the default params.yaml
+except ``train.snapshot_every=2`` (501 snapshots, so up to 500 frames can be
+chosen) and tracking off: generate, train and evaluate, each by its stage
+command. Then, each in a fresh process:
+
+- ``import matplotlib`` alone, the reference the issue measures against;
+- the stage's imports (click, the library, ``xornet.plots`` with matplotlib),
+  i.e. the plot stage doing nothing;
+- the plot stage itself, with ``--set plot.animation_frames=F`` for each F
+  (all four figures; the defaults are 50 frames, dpi 100, grid 200).
+
+Each command runs ``--repeat`` times; the fastest counts (the machine is
+shared, so the minimum is the least noisy estimate). The table also gives the
+GIF's size and, from a least-squares line through (frames, time), the cost of
+one more frame. A second table times each figure inside one process
+(after the imports), to show where the default stage's time goes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+FRAMES = (1, 10, 25, 50, 100, 200, 500)
+QUICK_FRAMES = (1, 10, 50, 100)
+
+
+def env() -> dict[str, str]:
+    out = dict(os.environ)
+    out.update({"XORNET_TRACKING": "0", "MLFLOW_DISABLE_TELEMETRY": "true"})
+    for key in ("DVC_ROOT", "DVC_STAGE", "DVC_EXP_NAME"):
+        out.pop(key, None)
+    return out
+
+
+def wall(args: list[str], cwd: Path, repeat: int) -> float:
+    """Fastest of ``repeat`` runs of a command, in seconds."""
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        subprocess.run(args, cwd=cwd, env=env(), check=True, capture_output=True)
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def prepare(folder: Path) -> None:
+    shutil.copy(ROOT / "params.yaml", folder / "params.yaml")
+    for stage in ("generate", "train", "evaluate"):
+        subprocess.run(
+            [
+                sys.executable,
+                str(ROOT / "stages" / f"{stage}.py"),
+                "--set",
+                "train.snapshot_every=2",
+            ],
+            cwd=folder,
+            env=env(),
+            check=True,
+            capture_output=True,
+        )
+
+
+IN_PROCESS = """
+import sys, time
+sys.path.insert(0, {src!r})
+from pathlib import Path
+from xornet import pipeline, plots
+from xornet.params import load_params
+params = load_params("params.yaml", ("train.snapshot_every=2",))
+history = pipeline.read_history(Path("metrics/history.csv"))
+model = pipeline.MLP.load("models/model.npz")
+snapshots = pipeline.load_snapshots(Path("models/snapshots.npz"))
+train = pipeline.load_dataset("data/train.npz")
+test = pipeline.load_dataset("data/test.npz")
+actual, predicted = pipeline.read_predictions(Path("metrics/predictions.csv"))
+frames = pipeline.frame_indices(len(snapshots), params.plot.animation_frames)
+models = [snapshots.model(int(i)) for i in frames]
+epochs = [int(snapshots.epochs[i]) for i in frames]
+jobs = [
+    ("learning curves", lambda: plots.learning_curves_png(history, params)),
+    ("decision boundary", lambda: plots.decision_boundary_png(model, train, test, params, 1000)),
+    ("confusion matrix", lambda: plots.confusion_matrix_png(actual, predicted, params)),
+    (f"training GIF ({{len(frames)}} frames)",
+     lambda: plots.training_gif(models, epochs, history, train, test, params)),
+]
+for name, job in jobs:
+    start = time.perf_counter()
+    job()
+    print(f"{{name}}\\t{{time.perf_counter() - start:.4f}}")
+"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer frame counts and repeats")
+    parser.add_argument("--repeat", type=int, default=None, help="runs per command (default 3)")
+    args = parser.parse_args()
+    frames = QUICK_FRAMES if args.quick else FRAMES
+    repeat = args.repeat or (2 if args.quick else 3)
+    python = sys.executable
+    stage = str(ROOT / "stages" / "plot.py")
+
+    with tempfile.TemporaryDirectory(prefix="bench-plots-") as tmp:
+        folder = Path(tmp)
+        prepare(folder)
+        reference = wall([python, "-c", "import matplotlib"], folder, repeat)
+        imports = wall(
+            [
+                python,
+                "-c",
+                f"import sys; sys.path.insert(0, {str(ROOT / 'src')!r}); "
+                "import click; from xornet import cli, pipeline, plots",
+            ],
+            folder,
+            repeat,
+        )
+        rows = []
+        for f in frames:
+            seconds = wall(
+                [
+                    python,
+                    stage,
+                    "--set",
+                    "train.snapshot_every=2",
+                    "--set",
+                    f"plot.animation_frames={f}",
+                ],
+                folder,
+                repeat,
+            )
+            size = (folder / "plots" / "training.gif").stat().st_size
+            rows.append((f, seconds, size))
+        breakdown = subprocess.run(
+            [python, "-c", IN_PROCESS.format(src=str(ROOT / "src"))],
+            cwd=folder,
+            env=env(),
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+
+    n = len(rows)
+    mean_f = sum(r[0] for r in rows) / n
+    mean_t = sum(r[1] for r in rows) / n
+    slope = sum((r[0] - mean_f) * (r[1] - mean_t) for r in rows) / sum(
+        (r[0] - mean_f) ** 2 for r in rows
+    )
+    intercept = mean_t - slope * mean_f
+
+    print(
+        f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs; fastest of {repeat} runs each.\n"
+    )
+    print("| command | wall time (s) | GIF size (KiB) |")
+    print("|---|---:|---:|")
+    print(f"| `python -c 'import matplotlib'` (reference) | {reference:.2f} | |")
+    print(f"| plot stage's imports only | {imports:.2f} | |")
+    for f, seconds, size in rows:
+        label = f"plot stage, {f} frame{'s' if f > 1 else ''}" + (" (default)" if f == 50 else "")
+        print(f"| {label} | {seconds:.2f} | {size / 1024:.0f} |")
+    print(
+        f"\nLeast-squares fit: stage time ≈ {intercept:.2f} s + {1000 * slope:.1f} ms × frames.\n"
+    )
+    print("| figure, in one process after the imports | time (s) |")
+    print("|---|---:|")
+    for line in breakdown.strip().splitlines():
+        name, seconds = line.split("\t")
+        print(f"| {name} | {float(seconds):.3f} |")
+
+
+if __name__ == "__main__":
+    main()
