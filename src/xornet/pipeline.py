@@ -6,10 +6,14 @@ otherwise). Every output is written atomically, after the computation has
 succeeded, so a failing stage leaves the previous outputs untouched.
 """
 
+import contextlib
 import csv
 import math
+import signal
+import tempfile
+import threading
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -28,8 +32,14 @@ HISTORY_HEADER = ("epoch", "train_loss", "val_loss", "val_accuracy")
 
 
 class RunLogger(Protocol):
-    """What a stage reports to experiment tracking."""
+    """What a stage reports to experiment tracking.
 
+    ``log_progress`` is called during training with the history so far and may
+    write the new epochs (the MLflow logger does so every few seconds, in
+    batches); ``log_history`` writes whatever is left once training is done.
+    """
+
+    def log_progress(self, history: History) -> None: ...
     def log_history(self, history: History) -> None: ...
     def log_metrics(self, metrics: dict[str, float]) -> None: ...
     def log_artifacts(self, paths: list[Path], folder: str | None = None) -> None: ...
@@ -38,6 +48,9 @@ class RunLogger(Protocol):
 
 class NullLogger:
     """Tracking switched off: every call does nothing."""
+
+    def log_progress(self, history: History) -> None:
+        pass
 
     def log_history(self, history: History) -> None:
         pass
@@ -53,6 +66,49 @@ class NullLogger:
 
 
 Progress = Callable[[int], None]
+
+
+@contextlib.contextmanager
+def staged(*targets: Path) -> Iterator[list[Path]]:
+    """Stand-ins for ``targets`` in a private temporary folder, same file names.
+
+    Write the outputs there, log them to tracking from there, and only when the
+    block succeeds are they copied onto ``targets`` (each atomically, with
+    SIGINT/SIGTERM held back until all are in place). A failure or interrupt
+    anywhere before that, tracking included, leaves every target untouched.
+    """
+    with tempfile.TemporaryDirectory(prefix="xornet-stage-") as tmp:
+        paths = []
+        for i, target in enumerate(targets):
+            (Path(tmp) / str(i)).mkdir()
+            paths.append(Path(tmp) / str(i) / Path(target).name)
+        yield paths
+        with hold_signals():
+            for path, target in zip(paths, targets, strict=True):
+                io.write_bytes(target, path.read_bytes())
+
+
+@contextlib.contextmanager
+def hold_signals() -> Iterator[None]:
+    """Hold SIGINT/SIGTERM back during the block and deliver them after it, so a
+    short critical step (renaming outputs, writing a run's final status) is never
+    cut in half. Only in the main thread, where Python runs signal handlers."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list[int] = []
+
+    def hold(signum: int, frame: Any) -> None:
+        pending.append(signum)
+
+    previous = {sig: signal.signal(sig, hold) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if pending:
+            signal.raise_signal(pending[0])
 
 
 # ---------------------------------------------------------------- generate
@@ -194,6 +250,7 @@ def run_train(
 
     def callback(epoch: int, current: MLP, history: History) -> None:
         snapshots(epoch, current)
+        logger.log_progress(history)
         if progress is not None:
             progress(epoch)
 
@@ -209,12 +266,14 @@ def run_train(
     summary = train_summary(result.history)
     logger.log_history(result.history)
     logger.log_metrics({f"final_{k}": v for k, v in summary.items()})
-    result.model.copy(np.float64).save(outputs.model)
-    io.write_csv(outputs.history, HISTORY_HEADER, history_rows(result.history))
-    io.write_json(outputs.metrics, summary)
-    io.write_npz(outputs.snapshots, snapshots.arrays(result.model.arch))
-    logger.log_artifacts([outputs.model, outputs.history, outputs.metrics], folder="train")
-    logger.log_model(result.model, outputs.model)
+    with staged(outputs.model, outputs.history, outputs.metrics, outputs.snapshots) as files:
+        model_file, history_file, metrics_file, snapshots_file = files
+        result.model.copy(np.float64).save(model_file)
+        io.write_csv(history_file, HISTORY_HEADER, history_rows(result.history))
+        io.write_json(metrics_file, summary)
+        io.write_npz(snapshots_file, snapshots.arrays(result.model.arch))
+        logger.log_artifacts([model_file, history_file, metrics_file], folder="train")
+        logger.log_model(result.model, model_file)
     return result
 
 
@@ -247,9 +306,10 @@ def run_evaluate(
     metrics, predicted = evaluate(model, test_set, params.evaluate.threshold, params.train.loss)
     rows = zip(test_set.y.ravel().tolist(), predicted.ravel().tolist(), strict=True)
     logger.log_metrics({f"test_{k}": v for k, v in metrics.items()})
-    io.write_json(metrics_out, metrics)
-    io.write_csv(predictions_out, ("actual", "predicted"), rows)
-    logger.log_artifacts([metrics_out, predictions_out], folder="evaluate")
+    with staged(metrics_out, predictions_out) as (metrics_file, predictions_file):
+        io.write_json(metrics_file, metrics)
+        io.write_csv(predictions_file, ("actual", "predicted"), rows)
+        logger.log_artifacts([metrics_file, predictions_file], folder="evaluate")
     return metrics
 
 
