@@ -1,0 +1,335 @@
+"""MLflow tracking, stage by stage, against a real MLflow SQLite store in temporary clones:
+what a run holds, evaluate/plot attaching (and child runs when their params change),
+FAILED/KILLED on faults, fast one-line errors for dead servers and bad URIs.
+(tests/test_tracking_dvc.py drives the same through dvc, a real server and serving.)"""
+
+import hashlib
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import base_env, make_clone, run
+from xornet.cli import BadInput
+from xornet.tracking import resolve_store
+
+TRAIN_OUTPUTS = ["models/model.npz", "models/snapshots.npz", "metrics/history.csv"]
+STAGE_OUTPUTS = [*TRAIN_OUTPUTS, "metrics/train.json"]
+EPOCHS = 200  # enough for the default network to solve XOR
+
+
+def tracked_env(**extra: str) -> dict[str, str]:
+    return base_env(XORNET_TRACKING="1", **extra)
+
+
+def stage(repo: Path, name: str, *sets: str, env=None, check=True):
+    args = [sys.executable, f"stages/{name}.py", *(f"--set={s}" for s in sets)]
+    return run(args, repo, env or tracked_env(), check=check)
+
+
+def client(repo: Path):
+    from mlflow import MlflowClient
+
+    return MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
+
+
+def runs_of(repo: Path, experiment: str = "xornet") -> list:
+    c = client(repo)
+    exp = c.get_experiment_by_name(experiment)
+    if exp is None:
+        return []
+    return c.search_runs([exp.experiment_id], order_by=["attributes.start_time ASC"])
+
+
+def running(repo: Path) -> list:
+    if not (repo / "mlflow.db").exists():
+        return []
+    c = client(repo)
+    ids = [e.experiment_id for e in c.search_experiments()]
+    return c.search_runs(ids, filter_string="attributes.status = 'RUNNING'")
+
+
+def snapshot(repo: Path) -> dict[str, bytes]:
+    """Every file under the output folders, by path (temporary leftovers included)."""
+    files = {}
+    for folder in ("models", "metrics", "data"):
+        for path in sorted((repo / folder).rglob("*")):
+            if path.is_file():
+                files[str(path.relative_to(repo))] = path.read_bytes()
+    return files
+
+
+def one_error_line(proc: subprocess.CompletedProcess, stage_name: str = "train") -> str:
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith(f"{stage_name}: error: "), proc.stderr
+    assert "Traceback" not in proc.stderr
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory) -> Path:
+    """A clone with data and a trained model (tracking off), copied by each test."""
+    repo = make_clone(tmp_path_factory.mktemp("base") / "xornet")
+    stage(repo, "generate", env=base_env())
+    stage(repo, "train", f"train.epochs={EPOCHS}", env=base_env())
+    return repo
+
+
+@pytest.fixture
+def repo(base, tmp_path) -> Path:
+    dest = tmp_path / "xornet"
+    shutil.copytree(base, dest, symlinks=True)
+    return dest
+
+
+# ------------------------------------------------------------------ no MLflow needed
+def test_store_is_resolved_from_the_project_root_never_the_cwd(tmp_path, monkeypatch):
+    root = tmp_path / "project"
+    (root / "sub").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    store = resolve_store(root)
+    assert store.uri == f"sqlite:///{root}/mlflow.db"
+    assert store.artifact_root == root / "mlruns"
+    assert not store.is_server
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///sub/runs.db")
+    assert resolve_store(root).uri == f"sqlite:///{root}/sub/runs.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/abs.db")
+    assert resolve_store(root).uri == f"sqlite:///{tmp_path}/abs.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000/")
+    server = resolve_store(root)
+    assert (server.uri, server.is_server, server.artifact_root) == (
+        "http://127.0.0.1:5000",
+        True,
+        None,
+    )
+
+
+@pytest.mark.parametrize(
+    "uri",
+    ["http://", "http://127.0.0.1:99999", "sqlite:///missing/dir/x.db", "sqlite://", "./mlruns"],
+)
+def test_bad_tracking_uri_is_bad_input(tmp_path, monkeypatch, uri):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    with pytest.raises(BadInput, match="MLFLOW_TRACKING_URI"):
+        resolve_store(tmp_path)
+
+
+# ------------------------------------------------------------------ stages with MLflow
+slow = pytest.mark.slow
+
+
+@slow
+@pytest.mark.parametrize(
+    ("flag", "sets"), [("0", []), ("1", ["--set=tracking.enabled=false"])], ids=["env", "params"]
+)
+def test_tracking_off_never_imports_mlflow(repo, flag, sets):
+    env = base_env(XORNET_TRACKING=flag)
+    for name in ("train", "evaluate"):
+        proc = run([sys.executable, "-X", "importtime", f"stages/{name}.py", *sets], repo, env)
+        imported = [line.split("|")[-1].strip() for line in proc.stderr.splitlines()]
+        assert not [m for m in imported if m.split(".")[0] == "mlflow"], name
+    assert not (repo / "mlflow.db").exists()
+
+
+@slow
+def test_stages_fill_one_run_and_changed_params_get_child_runs(repo):
+    stage(repo, "train", f"train.epochs={EPOCHS}")
+    stage(repo, "evaluate")
+    stage(repo, "plot")
+    (training,) = runs_of(repo)
+    c = client(repo)
+    assert training.info.status == "FINISHED"
+    params = training.data.params
+    assert params["train.epochs"] == str(EPOCHS)
+    assert params["model.hidden"] == "[8]"
+    assert params["evaluate.threshold"] == "0.5"
+    assert {"data.kind", "train.learning_rate", "plot.dpi"} <= set(params)
+    for key in ("train_loss", "val_loss", "val_accuracy"):
+        history = c.get_metric_history(training.info.run_id, key)
+        assert sorted(m.step for m in history) == list(range(1, EPOCHS + 1))
+    metrics = training.data.metrics
+    for key in ("final_train_loss", "test_accuracy", "test_loss", "test_precision", "test_f1"):
+        assert key in metrics
+    model_bytes = (repo / "models/model.npz").read_bytes()
+    tags = training.data.tags
+    assert tags["xornet.model.sha256"] == hashlib.sha256(model_bytes).hexdigest()
+    assert tags["xornet.model.md5"] == hashlib.md5(model_bytes).hexdigest()
+    train_bytes = (repo / "data/train.npz").read_bytes()
+    assert tags["xornet.data.train.sha256"] == hashlib.sha256(train_bytes).hexdigest()
+    head = run(["git", "rev-parse", "HEAD"], repo).stdout.strip()
+    assert tags["mlflow.source.git.commit"] == head
+    folders = {a.path for a in c.list_artifacts(training.info.run_id)}
+    assert {"train", "evaluate", "plots"} <= folders
+    files = {a.path for a in c.list_artifacts(training.info.run_id, "train")}
+    assert {"train/model.npz", "train/history.csv", "train/train.json"} <= files
+
+    # Only evaluate's params change: a child run holds the new threshold and its results.
+    stage(repo, "evaluate", "evaluate.threshold=0.7")
+    training, child = runs_of(repo)
+    assert training.data.params["evaluate.threshold"] == "0.5"
+    assert child.info.status == "FINISHED"
+    assert child.data.tags["mlflow.parentRunId"] == training.info.run_id
+    assert child.data.params["evaluate.threshold"] == "0.7"
+    assert child.data.params["train.epochs"] == str(EPOCHS)
+    assert not any(key.startswith("plot.") for key in child.data.params)
+    assert "test_accuracy" in child.data.metrics
+    # The same params again attach to that child; plot (unchanged params) follows it.
+    stage(repo, "evaluate", "evaluate.threshold=0.7")
+    stage(repo, "plot")
+    training, child = runs_of(repo)
+    assert child.data.params["plot.dpi"] == "100"
+    # A plot param change: a child of the training run that keeps the 0.7 evaluation.
+    stage(repo, "plot", "plot.dpi=50")
+    *_, plot_child = runs_of(repo)
+    assert plot_child.data.tags["mlflow.parentRunId"] == training.info.run_id
+    assert plot_child.data.params["plot.dpi"] == "50"
+    assert plot_child.data.params["evaluate.threshold"] == "0.7"
+    assert len(runs_of(repo)) == 3
+    assert not running(repo)
+
+
+@slow
+def test_logged_pyfunc_predicts_xor_without_pickle(repo):
+    import mlflow.pyfunc
+    import pandas as pd
+
+    stage(repo, "train", f"train.epochs={EPOCHS}")
+    (training,) = runs_of(repo)
+    mlflow.set_tracking_uri(f"sqlite:///{repo / 'mlflow.db'}")
+    try:
+        model = mlflow.pyfunc.load_model(f"runs:/{training.info.run_id}/model")
+        corners = pd.DataFrame([[0, 0], [0, 1], [1, 0], [1, 1]], columns=["x1", "x2"])
+        out = model.predict(corners.astype(float))
+        strict = model.predict(corners.astype(float), params={"threshold": 0.999999})
+    finally:
+        mlflow.set_tracking_uri(None)
+    assert out["label"].tolist() == [0, 1, 1, 0]
+    assert ((out["probability"] > 0.5) == out["label"].astype(bool)).all()
+    assert strict["label"].sum() < 2
+    info = model.metadata
+    assert info.signature is not None and info.saved_input_example_info is not None
+    pyfunc = info.flavors["python_function"]
+    assert pyfunc["loader_module"] == "mlflow.pyfunc.loaders.code_model"  # from code
+    assert "python_model" not in pyfunc  # no pickled PythonModel
+
+
+@slow
+def test_exceptions_mark_the_run_failed_and_leave_outputs(repo):
+    before = snapshot(repo)
+    diverging = stage(
+        repo,
+        "train",
+        "model.activation=relu",
+        "train.learning_rate=1.0e+300",
+        "train.epochs=50",
+        check=False,
+    )
+    assert diverging.returncode == 1
+    assert "diverged" in one_error_line(diverging)
+    (repo / "broken.npz").write_bytes(b"not a zip")
+    bad_data = run(
+        [sys.executable, "stages/train.py", "--test-data=broken.npz"],
+        repo,
+        tracked_env(),
+        check=False,
+    )
+    assert bad_data.returncode == 2
+    assert [r.info.status for r in runs_of(repo)] == ["FAILED", "FAILED"]
+    assert snapshot(repo) == before
+    assert not running(repo)
+
+
+@slow
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_interrupts_mark_the_run_killed_and_leave_outputs(repo, sig, code):
+    before = snapshot(repo)
+    # Create the store here first: polling a store that another process is still
+    # creating races its table creation (the very trap the stages avoid with a lock).
+    client(repo).search_experiments()
+    proc = subprocess.Popen(
+        [sys.executable, "stages/train.py", "--set=train.epochs=2000000"],
+        cwd=repo,
+        env=tracked_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not running(repo):
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the run never started"
+            time.sleep(0.2)
+        time.sleep(1.0)  # well inside the training loop
+        proc.send_signal(sig)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == code, stderr
+    (killed,) = runs_of(repo)
+    assert killed.info.status == "KILLED"
+    assert not running(repo)
+    assert snapshot(repo) == before
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@slow
+@pytest.mark.parametrize("server", ["refused", "silent"])
+def test_dead_tracking_server_fails_fast_before_training(repo, server):
+    before = snapshot(repo)
+    listener = None
+    if server == "refused":
+        uri = f"http://127.0.0.1:{_free_port()}"
+    else:  # accepts connections, never answers
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        uri = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    try:
+        start = time.monotonic()
+        proc = stage(repo, "train", env=tracked_env(MLFLOW_TRACKING_URI=uri), check=False)
+        elapsed = time.monotonic() - start
+    finally:
+        if listener is not None:
+            listener.close()
+    assert proc.returncode == 1
+    assert "unreachable" in one_error_line(proc)
+    assert elapsed < 15
+    assert proc.stdout == ""  # training never started
+    assert snapshot(repo) == before
+
+
+@slow
+@pytest.mark.parametrize(
+    "uri", ["foo://bar", "http//127.0.0.1:5000", "sqlite:///no/such/dir/x.db", "http://:5000"]
+)
+def test_invalid_tracking_uri_is_one_line_exit_2(repo, uri):
+    before = snapshot(repo)
+    proc = stage(repo, "train", env=tracked_env(MLFLOW_TRACKING_URI=uri), check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert "MLflow" in one_error_line(proc) or "MLFLOW_TRACKING_URI" in proc.stderr
+    assert snapshot(repo) == before
+
+
+@slow
+def test_deleted_experiment_is_a_one_line_hint(repo):
+    c = client(repo)
+    c.delete_experiment(c.create_experiment("xornet"))
+    proc = stage(repo, "train", check=False)
+    assert proc.returncode == 2
+    assert "mlflow experiments restore" in one_error_line(proc)
+    assert proc.stdout == ""
