@@ -102,6 +102,12 @@ def test_forward_backward_match_loss_and_gradients():
     for name in fused:
         assert relative_error(grads[name], fused[name]) < 1e-14
     assert cache.logits.shape == (1, X.shape[1])
+    # backward leaves the cache as forward made it
+    fresh = model.forward(X)
+    for mine, theirs in zip(cache.pre_activations, fresh.pre_activations, strict=True):
+        np.testing.assert_array_equal(mine, theirs)
+    for mine, theirs in zip(cache.inputs, fresh.inputs, strict=True):
+        np.testing.assert_array_equal(mine, theirs)
 
 
 def test_gradients_are_fresh_arrays():

@@ -118,3 +118,27 @@ def test_sigmoid_precision_in_the_tails():
         [1 / (1 + math.exp(30.0)), 1 / (1 + math.exp(700.0)), 1 / (1 + math.exp(-30.0))]
     )
     np.testing.assert_allclose(sigmoid(z), expected, rtol=1e-14)
+
+
+@pytest.mark.parametrize("loss_name", ["bce", "mse"])
+def test_training_form_matches_the_definitions(loss_name, strict_numerics):
+    """evaluate(z, encode(y, scale)) = (total, scale * delta), also where e^x overflows."""
+    loss = LOSSES[loss_name]
+    rng = np.random.default_rng(0)
+    ordinary = rng.standard_normal((1, 50)) * 5
+    extreme = np.array([[1e4, -1e4, 1e4, -1e4, 750.0, -750.0, 40.0, -40.0]])
+    for z in (ordinary, extreme):
+        y = rng.integers(0, 2, size=z.shape)
+        y[0, :4] = [0, 0, 1, 1]
+        scale = 1.0 / 7
+        out, work = np.empty_like(z), np.empty_like(z)
+        total = loss.evaluate(z, loss.encode(y, scale, np.float64), out, work)
+        assert total == pytest.approx(loss.total(z, y), rel=1e-13, abs=1e-300)
+        # atol: the definition's sigmoid(z) - y cancels for y = 1; the fused form does not
+        reference = scale * loss.delta(z, y, np.empty_like(z))
+        np.testing.assert_allclose(out, reference, rtol=1e-12, atol=2 * np.finfo(float).eps * scale)
+
+
+def test_encode_rejects_soft_labels():
+    with pytest.raises(ValueError, match="0 or 1"):
+        LOSSES["bce"].encode(np.array([[0.0, 0.5, 1.0]]), 1.0, np.float64)

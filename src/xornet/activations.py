@@ -17,7 +17,9 @@ class Activation:
     """An elementwise nonlinearity.
 
     ``value(z, out)`` writes f(z) into ``out``; ``derivative(z, a, out)`` writes
-    f'(z) into ``out`` given the pre-activation ``z`` and ``a = f(z)``.
+    f'(z) into ``out`` given the pre-activation ``z`` and ``a = f(z)``. Both
+    work elementwise, so ``out`` may be ``z`` itself (the training loop
+    overwrites Z with f'(Z) once backprop has no further use for Z).
     """
 
     name: str

@@ -29,6 +29,7 @@ Every term is a non-negative function of x alone, so nothing cancels: the
 loss of a confident, correct prediction keeps its relative precision.
 """
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -37,9 +38,6 @@ import numpy as np
 from xornet.activations import sigmoid
 
 Array = np.ndarray
-
-# e^x is finite for x up to ~709.78; above this the BCE takes its slow path.
-_EXP_SAFE = 700.0
 
 
 @dataclass(frozen=True)
@@ -89,14 +87,16 @@ def _bce_delta(z: Array, y: Array, out: Array) -> Array:
 
 
 def _bce_evaluate(z: Array, t: Array, out: Array, work: Array) -> float:
-    x = np.multiply(z, t[0], out=out)  # logit of the wrong class
-    if x.max() > _EXP_SAFE:
-        # A very confident mistake: e^x would overflow. Rare; take the slow path.
+    with np.errstate(over="ignore"):
+        e = np.exp(np.multiply(z, t[0], out=out), out=out)  # e^x, x = logit of the wrong class
+    total = float(np.log1p(e, out=work).sum())  # sum of softplus(x)
+    if not math.isfinite(total):
+        # A very confident mistake (x > 709) overflowed e^x, or the logits are
+        # not finite: redo this block the slow, overflow-free way.
+        x = np.multiply(z, t[0], out=out)
         total = float(np.logaddexp(0.0, x, out=work).sum())
         sigmoid(x, out=out)
     else:
-        e = np.exp(x, out=out)
-        total = float(np.log1p(e, out=work).sum())  # sum of softplus(x)
         np.add(e, 1.0, out=work)
         np.divide(e, work, out=out)  # sigmoid(x) = e^x / (1 + e^x)
     out *= t[1]

@@ -22,8 +22,9 @@ Three layout choices make this fast without changing the arithmetic:
 2. The input of every layer carries an extra row of ones, so W_l @ A + b_l is
    one product [W_l | b_l] @ [A; 1], and [dW_l | db_l] = dZ_l @ [A; 1]^T is
    another.
-3. A batch is processed in blocks of ``block`` columns, with buffers that are
-   allocated once and stay in cache. Blocks are shared among worker threads
+3. A batch is processed in blocks of ``block`` columns (by default sized to
+   the network, see :func:`auto_block`), with buffers that are allocated once
+   and stay in cache. Blocks are shared among worker threads
    (NumPy releases the GIL in its loops and in BLAS); each block's gradient
    goes to a row of its own and the rows are summed in block order, so the
    result depends only on the inputs and ``block`` - never on timing or on
@@ -48,10 +49,17 @@ from xornet.losses import Loss
 Array = np.ndarray
 Params = dict[str, Array]
 
-# Columns per block: enough to amortise the per-call overhead of NumPy, few
-# enough that a block's buffers stay in the L2 cache. Measured with
-# bench/bench_speed.py on a 2-core AMD EPYC (2 MB L2 per core).
-DEFAULT_BLOCK = 2048
+# Blocks are sized in elements of the widest layer's buffers: big enough to
+# amortise NumPy's per-call overhead, small enough to stay in cache and to keep
+# each block's first matrix product under OpenBLAS's multithreading threshold
+# (2^18 multiply-adds), whose threads would fight ours. Measured with
+# bench/bench_speed.py on a 2-core AMD EPYC: h=2 -> 32768 columns per block,
+# h=16 -> 4096, h=64 -> 1024.
+BLOCK_ELEMENTS = 1 << 16
+MIN_BLOCK = 256
+
+# ``block=DEFAULT_BLOCK`` (0) means: columns per block from :func:`auto_block`.
+DEFAULT_BLOCK = 0
 
 # Worker threads for batches of several blocks (the calling thread included).
 THREADS = max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1))
@@ -152,6 +160,11 @@ def init_params(
     return params
 
 
+def auto_block(arch: Architecture) -> int:
+    """Columns per block for ``arch``: BLOCK_ELEMENTS over the widest layer, at least MIN_BLOCK."""
+    return max(MIN_BLOCK, BLOCK_ELEMENTS // max(arch.layer_sizes))
+
+
 def _layer_views(flat: Array, sizes: tuple[int, ...]) -> list[Array]:
     """Consecutive (out, in + 1) matrices [W_l | b_l] viewed in a flat vector, one per layer."""
     views, start = [], 0
@@ -185,11 +198,20 @@ class _Workspace:
     Lists are indexed by layer l = 0 .. L (entries a layer lacks are None):
     ``a[l]`` is [A_l; 1], shape (sizes[l] + 1, m), with ``A[l]`` the view of
     its activation rows; ``a[0]`` is the input block, set by the caller.
-    ``z[l]`` is Z_l and ``dz[l]`` is dZ_l, (sizes[l], m); ``deriv[l]`` holds
-    f'(Z_l) for the hidden layers; ``work`` is scratch space for the loss.
+    ``z[l]`` is Z_l and ``dz[l]`` is dZ_l, (sizes[l], m); ``deriv[l]`` receives
+    f'(Z_l) for the hidden layers - by default in Z_l's own buffer, which
+    backprop no longer needs (one array fewer to keep in cache); ``keep_z``
+    gives it buffers of its own. ``work`` is scratch space for the loss.
     """
 
-    def __init__(self, sizes: tuple[int, ...], m: int, dtype: np.dtype, backward: bool = True):
+    def __init__(
+        self,
+        sizes: tuple[int, ...],
+        m: int,
+        dtype: np.dtype,
+        backward: bool = True,
+        keep_z: bool = False,
+    ):
         hidden = range(1, len(sizes) - 1)
         every = range(1, len(sizes))
         self.a: list = [None] + [np.ones((sizes[i] + 1, m), dtype) for i in hidden]
@@ -197,7 +219,9 @@ class _Workspace:
         self.z: list = [None] + [np.empty((sizes[i], m), dtype) for i in every]
         if backward:
             self.dz: list = [None] + [np.empty((sizes[i], m), dtype) for i in every]
-            self.deriv: list = [None] + [np.empty((sizes[i], m), dtype) for i in hidden]
+            self.deriv: list = (
+                [None] + [np.empty((sizes[i], m), dtype) for i in hidden] if keep_z else self.z
+            )
             self.work = np.empty((1, m), dtype)
 
 
@@ -230,8 +254,9 @@ class Batch:
     """
 
     def __init__(self, model: "MLP", Xa: Array, targets: Array, block: int = DEFAULT_BLOCK):
-        if block < 1:
-            raise ValueError(f"block must be positive, got {block}")
+        if block < 0:
+            raise ValueError(f"block must be positive (or 0: automatic), got {block}")
+        block = block or auto_block(model.arch)
         n = Xa.shape[1]
         sizes = model.arch.layer_sizes
         self.Xa, self.targets = Xa, targets
@@ -355,24 +380,25 @@ class MLP:
     # ------------------------------------------------------------- the maths
     def _forward(self, ws: _Workspace) -> None:
         """Z_l = [W_l | b_l] @ [A_{l-1}; 1] and A_l = f(Z_l), layer by layer; ws.a[0] is [X; 1]."""
+        # np.dot is the same product as @ with less call overhead on small arrays
         L = self.arch.n_layers
         for layer in range(1, L):
-            np.matmul(self.layers[layer - 1], ws.a[layer - 1], out=ws.z[layer])
+            np.dot(self.layers[layer - 1], ws.a[layer - 1], out=ws.z[layer])
             self.activation.value(ws.z[layer], ws.A[layer])
-        np.matmul(self.layers[L - 1], ws.a[L - 1], out=ws.z[L])  # the output logits
+        np.dot(self.layers[L - 1], ws.a[L - 1], out=ws.z[L])  # the output logits
 
     def _backward(self, ws: _Workspace, grad_layers: list[Array]) -> None:
         """From dZ_L in ws.dz[L], write [dW_l | db_l] into grad_layers[l - 1] for every layer."""
         for layer in range(self.arch.n_layers, 0, -1):
             dZ = ws.dz[layer]
             # [dW_l | db_l] = dZ_l @ [A_{l-1}; 1]^T
-            np.matmul(dZ, ws.a[layer - 1].T, out=grad_layers[layer - 1])
+            np.dot(dZ, ws.a[layer - 1].T, out=grad_layers[layer - 1])
             if layer > 1:
                 W_T, dA = self._weights_T[layer], ws.dz[layer - 1]
                 if dZ.shape[0] == 1:  # dA = W_l^T @ dZ_l is an outer product: broadcast it
                     np.multiply(W_T, dZ, out=dA)
                 else:
-                    np.matmul(W_T, dZ, out=dA)
+                    np.dot(W_T, dZ, out=dA)
                 deriv = self.activation.derivative(
                     ws.z[layer - 1], ws.A[layer - 1], ws.deriv[layer - 1]
                 )
@@ -392,13 +418,14 @@ class MLP:
     def forward(self, X: Array, workspace: _Workspace | None = None) -> ForwardCache:
         """Run X (n_inputs, n) through the network, keeping what backprop needs."""
         X = np.asarray(X, dtype=self.dtype)
-        ws = workspace or _Workspace(self.arch.layer_sizes, X.shape[1], self.dtype)
+        ws = workspace or _Workspace(self.arch.layer_sizes, X.shape[1], self.dtype, keep_z=True)
         ws.a[0] = _with_ones(X)
         self._forward(ws)
         return ForwardCache([X, *ws.A[1:]], ws.z[1:], ws)
 
     def logits(self, X: Array, block: int = DEFAULT_BLOCK) -> Array:
         """Output logits Z_L for X (n_inputs, n), shape (1, n); computed block by block."""
+        block = block or auto_block(self.arch)
         Xa = _with_ones(np.asarray(X, dtype=self.dtype))
         out = np.empty((1, Xa.shape[1]), dtype=self.dtype)
         for start in range(0, Xa.shape[1], block):
@@ -439,7 +466,7 @@ class MLP:
         """
         ws = cache.workspace
         if ws is None:  # a cache assembled by hand: lay its arrays out as forward does
-            ws = _Workspace(self.arch.layer_sizes, cache.logits.shape[1], self.dtype)
+            ws = _Workspace(self.arch.layer_sizes, cache.logits.shape[1], self.dtype, keep_z=True)
             for layer, A in enumerate(cache.inputs):
                 ws.a[layer] = _with_ones(np.asarray(A, dtype=self.dtype))
             ws.z = [None, *cache.pre_activations]

@@ -30,7 +30,12 @@ class DivergenceError(ArithmeticError):
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """How to train. ``batch_size`` 0 means full batch (the tutorial's)."""
+    """How to train. ``batch_size`` 0 means full batch (the tutorial's).
+
+    ``block`` is the number of columns computed at a time (0: sized to the
+    network, see :func:`xornet.model.auto_block`); results depend on it only
+    through rounding.
+    """
 
     loss: str = "bce"
     optimizer: str = "gd"
