@@ -147,8 +147,18 @@ def probe_server(uri: str) -> None:
     Any HTTP answer counts as alive: only the network path is checked here.
     """
     url = f"{uri}/health"
+    context = None
+    if url.startswith("https:"):  # as MLflow's own client would verify
+        import ssl
+
+        if os.environ.get("MLFLOW_TRACKING_INSECURE_TLS", "").lower() == "true":
+            context = ssl._create_unverified_context()
+        else:
+            context = ssl.create_default_context(
+                cafile=os.environ.get("MLFLOW_TRACKING_SERVER_CERT_PATH") or None
+            )
     try:
-        with urllib.request.urlopen(url, timeout=PROBE_TIMEOUT):
+        with urllib.request.urlopen(url, timeout=PROBE_TIMEOUT, context=context):
             return
     except urllib.error.HTTPError:
         return
@@ -278,7 +288,8 @@ def context_tags(stage: str) -> dict[str, str]:
     commit = _git("rev-parse", "HEAD")
     if commit:
         tags["mlflow.source.git.commit"] = commit
-        status = _git("status", "--porcelain", "--untracked-files=no")
+        # dvc.lock changes under every `dvc repro`; it says nothing about the code.
+        status = _git("status", "--porcelain", "--untracked-files=no", "--", ":!dvc.lock")
         if status is not None:
             tags["xornet.git.dirty"] = "true" if status else "false"
     for variable, tag in DVC_TAGS.items():
