@@ -8,26 +8,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))  # this che
 import click
 
 from xornet import cli, study
-from xornet.params import Params
-
-
-def log_study(params: Params, root: Path, results, outputs: study.StudyOutputs) -> None:
-    """MLflow: one parent run for the study, one child run per configuration.
-
-    ``study.run_records`` gives the parent and child records (params, final
-    metrics, stepped curves, tags); ``xornet.tracking.log_study`` logs them.
-    Until the tracking module offers that function the study is not logged.
-    """
-    if not cli.tracking_enabled(params):
-        return
-    from xornet import tracking  # MLflow costs ~1.5 s to import: only when tracking is on
-
-    log = getattr(tracking, "log_study", None)
-    if log is None:
-        click.echo("study: not logged to MLflow (xornet.tracking.log_study missing)", err=True)
-        return
-    parent, children = study.run_records(params, results)
-    log(params, root, parent, children, outputs.files())
 
 
 @click.command()
@@ -60,12 +40,11 @@ def main(params_path, preset, overrides, out_dir):
     with cli.progress(study.total_epochs(params), "study") as progress:
         results = study.run_study(params, progress)
 
-    from xornet import study_plots  # matplotlib only once the training is done
+    from xornet import plots  # matplotlib only once the training is done
 
-    caption = f"{params.study.seeds} seeds per configuration. Base: {study.setting(params)}."
-    study_plots.save_convergence(results, outputs.figure, caption, params.plot.dpi)
+    plots.save_convergence(results, outputs.figure, params)
     study.write_tables(params, results, outputs)
-    log_study(params, cli.project_root(__file__), results, outputs)
+    cli.study_run(params, cli.project_root(__file__), results, outputs.files())
     for r in results:
         s = r.summary
         median = s["solve_epoch_median"]

@@ -2,6 +2,7 @@
 
 import math
 import shutil
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -154,14 +155,16 @@ def test_shipped_defaults_learn_xor_on_at_least_99_of_100_seeds():
 
 
 def test_figure_is_a_deterministic_png(tmp_path):
-    from xornet import study_plots
+    from xornet import plots
 
-    params = small("study.grid={model.hidden: [[2], [4]]}")
+    params = small("study.grid={model.hidden: [[2], [4]]}", "plot.dpi=40")
     results = study.run_study(params)
     for name in ("a.png", "b.png"):
-        study_plots.save_convergence(results, tmp_path / name, "caption text", dpi=40)
+        plots.save_convergence(results, tmp_path / name, params)
     data = (tmp_path / "a.png").read_bytes()
     assert data.startswith(b"\x89PNG") and data == (tmp_path / "b.png").read_bytes()
+    assert data == plots.convergence_png(results, params)
+    assert struct.unpack(">II", data[16:24]) == (round(11.0 * 40), round(8.2 * 40))
 
 
 def run_stage(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -191,3 +194,36 @@ def test_stage_writes_every_output_and_reports_bad_grids_in_one_line(tmp_path):
     assert bad.returncode == 2
     assert len(bad.stderr.strip().splitlines()) == 1 and "model.hiden" in bad.stderr
     assert {p.name: p.read_bytes() for p in (tmp_path / "study").iterdir()} == before
+
+
+def test_study_run_logs_parent_and_children_only_when_tracking_is_on(monkeypatch, capsys):
+    """cli.study_run: nothing (not even the tracking module) when tracking is off; else
+    tracking.log_study with the run records, or a one-line note if it is missing."""
+    import types
+
+    import xornet
+    from xornet import cli
+
+    calls = []
+    fake = types.SimpleNamespace(log_study=lambda *args: calls.append(args))
+    monkeypatch.setitem(sys.modules, "xornet.tracking", fake)
+    monkeypatch.setattr(xornet, "tracking", fake, raising=False)
+    params = small("study.grid={model.hidden: [[2], [4]]}", "train.epochs=20")
+    results = study.run_study(params)
+    root, files = Path("/project"), [Path("study/summary.csv")]
+
+    monkeypatch.setenv(cli.TRACKING_ENV, "0")
+    cli.study_run(params, root, results, files)
+    assert calls == []
+
+    monkeypatch.delenv(cli.TRACKING_ENV)
+    assert params.tracking.enabled
+    cli.study_run(params, root, results, files)
+    ((got_params, got_root, parent, children, artifacts),) = calls
+    assert (got_params, got_root, artifacts) == (params, root, files)
+    assert (parent, children) == study.run_records(params, results)
+
+    del fake.log_study
+    cli.study_run(params, root, results, files)
+    assert len(calls) == 1
+    assert "log_study missing" in capsys.readouterr().err

@@ -12,7 +12,7 @@ import signal
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -22,6 +22,9 @@ from xornet.params import Params, ParamsError, load_params
 from xornet.pipeline import InputMismatch, NullLogger, RunLogger
 from xornet.presets import PRESETS
 from xornet.train import DivergenceError
+
+if TYPE_CHECKING:  # the study module is only needed by the study stage
+    from xornet.study import ConfigResult
 
 EXIT_FAILURE = 1
 EXIT_BAD_INPUT = 2
@@ -169,3 +172,29 @@ def attached_run(params: Params, root: Path, model_path: Path, section: str) -> 
 
     with tracking.attached_run(params, root, model_path, section) as logger:
         yield logger
+
+
+def study_run(
+    params: Params, root: Path, results: "list[ConfigResult]", artifacts: list[Path]
+) -> None:
+    """Log a convergence study: one parent run, one child run per configuration.
+
+    Does nothing (and imports no MLflow) when tracking is off. Otherwise
+    :func:`xornet.study.run_records` gives the parent and child records
+    (params, final metrics, stepped curves, tags) and
+    ``xornet.tracking.log_study(params, root, parent, children, artifacts)``
+    logs them; a tracking module without ``log_study`` leaves the study
+    unlogged, with a one-line note on stderr.
+    """
+    if not tracking_enabled(params):
+        return
+    from xornet import tracking
+
+    log = getattr(tracking, "log_study", None)
+    if log is None:
+        click.echo("study: not logged to MLflow (xornet.tracking.log_study missing)", err=True)
+        return
+    from xornet.study import run_records
+
+    parent, children = run_records(params, results)
+    log(params, root, parent, children, artifacts)

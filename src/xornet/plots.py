@@ -10,7 +10,9 @@ the image's bytes; the pipeline writes them atomically.
   ``w·x + b = 0``; for more than two inputs (parity), P by number of 1-bits;
 - :func:`confusion_matrix_png` — test-set counts and rates;
 - :func:`training_gif` — the decision view and the loss curve through
-  training, one frame per weight snapshot.
+  training, one frame per weight snapshot;
+- :func:`convergence_png` / :func:`save_convergence` — the convergence
+  study's three panels over its configurations (see :mod:`xornet.study`).
 
 Figures are :class:`~matplotlib.figure.Figure` objects on an Agg canvas with a
 fixed size and layout (no pyplot: no GUI backend, no global state) and are
@@ -24,8 +26,11 @@ Arrays follow the library's convention: features are rows, so inputs are
 """
 
 import io as _io
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import matplotlib
 import numpy as np
@@ -41,10 +46,14 @@ from matplotlib.ticker import FuncFormatter
 from PIL import Image
 
 from xornet.data import Dataset
+from xornet.io import write_bytes
 from xornet.losses import LOSSES
 from xornet.model import MLP
 from xornet.params import Params
 from xornet.train import History
+
+if TYPE_CHECKING:  # xornet.study pulls in the training code: not needed to draw a run
+    from xornet.study import ConfigResult
 
 Array = np.ndarray
 
@@ -56,6 +65,8 @@ CLASS_COLORS = ("#2166ac", "#b2182b")  # class 0 blue, class 1 red, as in the co
 CLASS_MARKERS = ("o", "s")
 UNIT_LINE_COLOR = "#222222"
 CAPTION_COLOR = "0.3"
+# Reference levels (the p = 0.5 plateau, chance): dotted grey lines.
+LEVEL_STYLE = {"color": "0.45", "ls": ":", "lw": 1.2}
 PROBABILITY_CMAP = ListedColormap(
     matplotlib.colormaps["RdBu_r"](np.linspace(0.12, 0.88, 256)), name="xornet_probability"
 )
@@ -68,8 +79,9 @@ BAND_COLORS = (
 
 
 # ---------------------------------------------------------------- captions
-def caption(params: Params) -> str:
-    """The run's key hyperparameters in two lines, printed under every figure."""
+def caption(params: Params, model_seeds: int = 1) -> str:
+    """The run's key hyperparameters in two lines, printed under every figure;
+    ``model_seeds`` > 1 gives the range of model seeds (the convergence study's)."""
     d, m, t = params.data, params.model, params.train
     sizes = "-".join(str(s) for s in (d.n_features, *m.hidden, 1))
     optimizer = t.optimizer
@@ -88,6 +100,7 @@ def caption(params: Params) -> str:
         f"lr {t.learning_rate:g}  ·  {t.loss} loss  ·  {t.epochs} epochs, {batch}\n"
         f"data {data}, {d.n_samples} samples, {100 * d.test_fraction:g} % test  ·  "
         f"seeds: data {d.seed}, model {m.seed}"
+        + (f"–{m.seed + model_seeds - 1}" if model_seeds > 1 else "")
     )
 
 
@@ -224,7 +237,7 @@ def _draw_loss(ax: Axes, history: History, loss: str, log_scale: bool) -> None:
         )
     level = plateau_level(loss)
     name = "ln 2 ≈ 0.693" if loss == "bce" else f"{level:g}"
-    ax.axhline(level, color="0.45", ls=":", lw=1.2, label=f"{name}: p = 0.5 everywhere")
+    ax.axhline(level, **LEVEL_STYLE, label=f"{name}: p = 0.5 everywhere")
     _loss_scale(ax, np.concatenate([history.train_loss, history.val_loss, [level]]), log_scale)
     ax.set_xlabel("epoch")
     ax.set_ylabel(f"mean {loss} loss" + (" (log scale)" if log_scale else ""))
@@ -254,7 +267,7 @@ def learning_curves_png(history: History, params: Params) -> bytes:
         acc_ax.plot(
             history.epoch, history.val_accuracy, color="C2", lw=1.6, label="validation", **style
         )
-        acc_ax.axhline(0.5, color="0.45", ls=":", lw=1.2, label="chance (0.5)")
+        acc_ax.axhline(0.5, **LEVEL_STYLE, label="chance (0.5)")
         solved = np.flatnonzero(history.val_accuracy >= 1.0)
         if solved.size:
             epoch = int(history.epoch[solved[0]])
@@ -667,9 +680,7 @@ class _LossProgress:
         ax.plot(history.epoch, history.train_loss, color="C0", lw=1.2, alpha=0.3, label="whole run")
         ax.axhline(
             plateau_level(loss),
-            color="0.45",
-            ls=":",
-            lw=1.2,
+            **LEVEL_STYLE,
             label="ln 2: p = 0.5 plateau" if loss == "bce" else "p = 0.5 plateau",
         )
         (line,) = ax.plot([], [], color="C0", lw=2, label="so far", animated=True)
@@ -754,3 +765,164 @@ def training_gif(
         writer.grab_canvas()
     writer.finish()
     return writer.data
+
+
+# ------------------------------------------------------- convergence study
+# Log-scale loss axes: losses below this (a seed that fitted XOR exactly) are drawn at it.
+LOSS_FLOOR = 1e-8
+
+
+def _series_colors(count: int) -> list[tuple[float, float, float, float]]:
+    """One colour per configuration: matplotlib's tab10 (C0, C1, ...), tab20 beyond 10."""
+    cmap = matplotlib.colormaps["tab10" if count <= 10 else "tab20"]
+    return [cmap(i % cmap.N) for i in range(count)]
+
+
+def _study_levels(ax: Axes) -> None:
+    """The two levels where unsolved XOR seeds stall, labelled at the right edge: ln 2
+    (nothing fitted, p = 0.5 everywhere) and ln 2 / 2 (two of four patterns fitted)."""
+    ln2 = plateau_level("bce")
+    for value, text in ((ln2, "ln 2"), (ln2 / 2, "ln 2 / 2")):
+        ax.axhline(value, **LEVEL_STYLE)
+        ax.annotate(
+            text,
+            (1.0, value),
+            xycoords=("axes fraction", "data"),
+            xytext=(3, 0),
+            textcoords="offset points",
+            va="center",
+            fontsize=7,
+            color=LEVEL_STYLE["color"],
+        )
+
+
+def study_caption(params: Params) -> str:
+    """The convergence figure's caption: seeds per configuration, then the base setting
+    (:func:`caption`) that each configuration's overrides change."""
+    seeds = params.study.seeds
+    if params.study.grid in ({}, []):
+        head = f"{seeds} model seeds of this setting:"
+    else:
+        head = f"{seeds} model seeds per configuration; each configuration changes this base:"
+    return f"{head}\n{caption(params, model_seeds=seeds)}"
+
+
+def convergence_png(results: "Sequence[ConfigResult]", params: Params) -> bytes:
+    """Three panels over the configurations of a convergence study (``params`` is the
+    study's base: caption and ``plot.dpi``).
+
+    (a) share of seeds solved (100 % test accuracy) by each epoch;
+    (b) training loss per epoch: median over seeds and the 10–90 % band;
+    (c) final training loss of every seed, solved seeds as dots, failures as
+        crosses, with the solved count above each configuration.
+
+    The sideways jitter of (c) is seeded per configuration, so identical results
+    give identical bytes.
+    """
+    if not results:
+        raise ValueError("convergence_png needs at least one configuration")
+    count = len(results)
+    colors = _series_colors(count)
+    # Bottom up, in figure fractions: the caption, the legend of configurations, the panels.
+    text = study_caption(params)
+    line = 7 * 1.5 / 72 / 8.2  # one caption line: 7 pt at line spacing 1.5, figure 8.2 in high
+    caption_top = 0.012 + line * (text.count("\n") + 1)
+    columns = 1 if count <= 3 else 2 if count <= 8 else 3
+    legend_top = caption_top + 0.012 + 0.024 * (math.ceil(count / columns) + 1)
+    fig = _figure(11.0, 8.2, params.plot.dpi)
+    grid = fig.add_gridspec(
+        2, 2, left=0.07, right=0.94, top=0.9, bottom=legend_top + 0.07, hspace=0.5
+    )
+    ax_solved = fig.add_subplot(grid[0, 0])
+    ax_loss = fig.add_subplot(grid[0, 1])
+    ax_final = fig.add_subplot(grid[1, :])
+    max_epochs = max(int(r.result.history_epoch[-1]) for r in results)
+
+    for i, (r, color) in enumerate(zip(results, colors, strict=True)):
+        b = r.result
+        S = b.seeds.size
+        name = f"{i + 1}: {r.label}"
+        solved = np.sort(b.solved_epoch[b.success])
+        epochs = np.concatenate([[1], solved, [max_epochs]])
+        share = np.concatenate([[0], np.arange(1, solved.size + 1), [solved.size]]) / S
+        ax_solved.step(epochs, share * 100, where="post", color=color, lw=1.5, label=name)
+
+        with np.errstate(all="ignore"):
+            loss = np.clip(b.loss_history, LOSS_FLOOR, None)
+            keep = np.isfinite(loss).any(axis=1)
+            if keep.any():
+                low, mid, high = np.nanquantile(loss[keep], [0.1, 0.5, 0.9], axis=1)
+                x = b.history_epoch[keep]
+                ax_loss.plot(x, mid, color=color, lw=1.5)
+                ax_loss.fill_between(x, low, high, color=color, alpha=0.15, lw=0)
+
+        final = np.clip(b.train_loss, LOSS_FLOOR, None)
+        jitter = (np.random.default_rng(i).random(S) - 0.5) * 0.5
+        ok = b.success & np.isfinite(final)
+        failed = ~b.success & np.isfinite(final)
+        ax_final.scatter(i + 1 + jitter[ok], final[ok], s=10, color=color, alpha=0.7)
+        ax_final.scatter(
+            i + 1 + jitter[failed], final[failed], s=18, color=color, marker="x", linewidths=1
+        )
+        ax_final.annotate(
+            f"{int(b.success.sum())}/{S}",
+            (i + 1, 1.0),
+            xycoords=("data", "axes fraction"),
+            xytext=(0, 3),
+            textcoords="offset points",
+            ha="center",
+            va="bottom",
+            fontsize=8,
+        )
+
+    ax_solved.set_xscale("log")
+    ax_solved.set_xlim(1, max_epochs)
+    ax_solved.set_ylim(-2, 102)
+    ax_solved.set_xlabel("epoch")
+    ax_solved.set_ylabel("seeds solved (%)")
+    ax_solved.set_title("(a) Seeds at 100 % test accuracy by epoch", fontsize=10)
+    ax_solved.grid(True, alpha=0.3)
+
+    ax_loss.set_xscale("log")
+    ax_loss.set_yscale("log")
+    ax_loss.set_xlim(1, max_epochs)
+    ax_loss.set_xlabel("epoch")
+    ax_loss.set_ylabel(f"training loss ({params.train.loss})")
+    ax_loss.set_title("(b) Training loss: median and 10–90 % of seeds", fontsize=10)
+    ax_loss.grid(True, alpha=0.3)
+    _study_levels(ax_loss)
+
+    ax_final.set_yscale("log")
+    ax_final.set_xlim(0.4, count + 0.6)
+    ax_final.set_xticks(range(1, count + 1))
+    ax_final.set_xlabel("configuration (numbered as in the legend)")
+    ax_final.set_ylabel("final training loss")
+    ax_final.set_title(
+        "(c) Final training loss per seed (dot: solved, cross: not solved; solved/seeds on top)",
+        fontsize=10,
+        pad=16,
+    )
+    ax_final.grid(True, axis="y", alpha=0.3)
+    _study_levels(ax_final)
+
+    handles, labels = ax_solved.get_legend_handles_labels()
+    fig.legend(
+        handles,
+        labels,
+        loc="lower left",
+        bbox_to_anchor=(0.07, caption_top + 0.006),
+        ncol=columns,
+        fontsize=8,
+        frameon=False,
+        title="configurations",
+        title_fontsize=8,
+        alignment="left",
+    )
+    fig.suptitle("Convergence study: XOR over model seeds", fontsize=13, y=0.97)
+    _add_caption(fig, text)
+    return _png_bytes(fig)
+
+
+def save_convergence(results: "Sequence[ConfigResult]", path: Path, params: Params) -> None:
+    """Write :func:`convergence_png` to ``path`` atomically."""
+    write_bytes(path, convergence_png(results, params))

@@ -22,7 +22,8 @@ per model seed ``model.seed, model.seed + 1, ...``, and summarises them:
 Results come back per configuration; :func:`write_tables` writes the CSV
 files and the Markdown table (atomically, byte-deterministic), and
 :func:`run_records` gives what an experiment tracker logs: one parent run and
-a child run per configuration. NumPy only; the figure is in ``study_plots``.
+a child run per configuration. NumPy only; the figure is
+:func:`xornet.plots.convergence_png`.
 """
 
 import itertools
