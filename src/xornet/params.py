@@ -36,8 +36,8 @@ class DataParams(_Section):
         n_test = round(self.n_samples * self.test_fraction)
         if not 1 <= n_test <= self.n_samples - 1:
             raise ValueError(
-                f"n_samples {self.n_samples} with test_fraction {self.test_fraction} leaves an "
-                "empty train or test set (need round(n_samples * test_fraction) between 1 and "
+                f"data.n_samples = {self.n_samples} is too small to split with test_fraction "
+                f"{self.test_fraction} (round(n_samples * test_fraction) must be between 1 and "
                 "n_samples - 1)"
             )
         return self
@@ -133,7 +133,8 @@ def _allowed_keys(loc: tuple[Any, ...]) -> str:
 
 def _format_error(error: dict[str, Any], source: str) -> str:
     loc = tuple(error["loc"])
-    key = ".".join(str(part) for part in loc)
+    key = ".".join(str(part) for part in loc if not isinstance(part, int))
+    key += "".join(f"[{part}]" for part in loc if isinstance(part, int))
     kind = error["type"]
     if kind == "extra_forbidden":
         what = "section" if len(loc) == 1 else "key"
@@ -146,7 +147,7 @@ def _format_error(error: dict[str, Any], source: str) -> str:
         message = message[len("Value error, ") :]
     value = error.get("input")
     if isinstance(value, dict):
-        return f"{source}: {key}: {message}"
+        return f"{source}: {message}"
     return f"{source}: {key} = {value!r}: {message}"
 
 
@@ -218,4 +219,4 @@ def load_params(path: str | Path = "params.yaml", overrides: tuple[str, ...] = (
         if not isinstance(raw.get(section), dict):
             raw[section] = {}
         raw[section][name] = value
-    return validate(raw, str(path))
+    return validate(raw, f"{path} with --set" if overrides else str(path))
