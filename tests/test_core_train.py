@@ -152,7 +152,7 @@ def test_same_seeds_give_bit_identical_results(optimizer, batch_size):
 
 
 def test_large_batches_are_bit_identical_run_to_run():
-    """Many blocks (and worker threads, if any): the sum order is fixed, never timing-dependent."""
+    """Many blocks: per-block gradients are summed in a fixed order."""
     rng = np.random.default_rng(0)
     X = rng.integers(0, 2, size=(2, 60_000)).astype(np.float64)
     y = np.logical_xor(X[0], X[1])[np.newaxis, :].astype(np.int64)

@@ -24,18 +24,16 @@ Three layout choices make this fast without changing the arithmetic:
    another.
 3. A batch is processed in blocks of ``block`` columns (by default sized to
    the network, see :func:`auto_block`), with buffers that are allocated once
-   and stay in cache. Blocks are shared among worker threads
-   (NumPy releases the GIL in its loops and in BLAS); each block's gradient
-   goes to a row of its own and the rows are summed in block order, so the
-   result depends only on the inputs and ``block`` - never on timing or on
-   the number of threads.
+   and stay in cache. Each block's gradient goes to a row of its own and the
+   rows are summed in block order, so the result depends only on the inputs
+   and ``block``. (Sharing blocks among two threads was measured and dropped:
+   on the 2-vCPU machine NumPy's calls are too short to outrun GIL hand-offs,
+   and concurrent OpenBLAS calls slowed each other down.)
 """
 
 import json
-import os
 import zipfile
 from collections.abc import Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -52,17 +50,14 @@ Params = dict[str, Array]
 # Blocks are sized in elements of the widest layer's buffers: big enough to
 # amortise NumPy's per-call overhead, small enough to stay in cache and to keep
 # each block's first matrix product under OpenBLAS's multithreading threshold
-# (2^18 multiply-adds), whose threads would fight ours. Measured with
-# bench/bench_speed.py on a 2-core AMD EPYC: h=2 -> 32768 columns per block,
-# h=16 -> 4096, h=64 -> 1024.
+# (2^18 multiply-adds; on a busy 2-core machine its threads made h=64 blocks
+# of 8192 columns 4x slower). Measured on a 2-core AMD EPYC VM:
+# h=2 -> 32768 columns per block, h=16 -> 4096, h=64 -> 1024.
 BLOCK_ELEMENTS = 1 << 16
 MIN_BLOCK = 256
 
 # ``block=DEFAULT_BLOCK`` (0) means: columns per block from :func:`auto_block`.
 DEFAULT_BLOCK = 0
-
-# Worker threads for batches of several blocks (the calling thread included).
-THREADS = max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1))
 
 
 class ModelFileError(ValueError):
@@ -249,8 +244,8 @@ class Batch:
     ``Xa`` is [X; 1], (n_inputs + 1, n); ``targets`` is ``loss.encode(y, scale)``,
     (2, n), usually with scale 1/n. :meth:`MLP.batch_loss_and_gradient` writes
     the gradient of ``scale`` times the summed loss into ``grad`` (the layout
-    of ``MLP.theta``). With several blocks, each
-    block's gradient has its own row in ``block_grads`` first.
+    of ``MLP.theta``). With several blocks, each block's gradient has its own
+    row in ``block_grads`` first.
     """
 
     def __init__(self, model: "MLP", Xa: Array, targets: Array, block: int = DEFAULT_BLOCK):
@@ -289,26 +284,6 @@ class Batch:
         np.take(source.Xa, columns, axis=1, out=self.Xa, mode="clip")
         np.take(source.targets, columns, axis=1, out=self.targets, mode="clip")
         self.targets[1] *= 1.0 / len(columns)
-
-
-_POOL: ThreadPoolExecutor | None = None
-
-
-def _pool() -> ThreadPoolExecutor:
-    global _POOL
-    if _POOL is None:
-        _POOL = ThreadPoolExecutor(max_workers=max(1, THREADS - 1), thread_name_prefix="xornet")
-    return _POOL
-
-
-def _forget_pool() -> None:
-    # A forked child has none of the parent's threads: start a fresh pool there.
-    global _POOL
-    _POOL = None
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_pool)
 
 
 class MLP:
@@ -368,8 +343,8 @@ class MLP:
         """The parameter arrays in layer order: [W1, b1, W2, b2, ...] (views of ``theta``)."""
         return list(self.params.values())
 
-    def _workspace(self, m: int, worker: int = 0, backward: bool = True) -> _Workspace:
-        key = (m, worker, backward)
+    def _workspace(self, m: int, backward: bool = True) -> _Workspace:
+        key = (m, backward)
         ws = self._workspaces.get(key)
         if ws is None:
             if len(self._workspaces) > 16:  # odd batch widths come and go; stay bounded
@@ -492,29 +467,16 @@ class MLP:
     def batch_loss_and_gradient(self, batch: Batch, loss: Loss) -> float:
         """The loss summed over the batch; the gradient of the mean loss lands in ``batch.grad``.
 
-        A batch of one block is computed right here. Otherwise the blocks are
-        dealt round-robin to up to :data:`THREADS` workers (this thread is
-        worker 0), and the per-block results are added in block order.
+        With several blocks, each block's gradient fills its own row of
+        ``batch.block_grads`` and the rows are added in block order.
         """
         blocks = batch.blocks
         if len(blocks) == 1:
             Xa, t = blocks[0]
             return self._block(self._workspace(Xa.shape[1]), Xa, t, loss, batch.grad_layers)
-
-        n_workers = max(1, min(THREADS, len(blocks) // 2))
-
-        def work(worker: int) -> None:
-            for k in range(worker, len(blocks), n_workers):
-                Xa, t = blocks[k]
-                ws = self._workspace(Xa.shape[1], worker)
-                batch.block_totals[k] = self._block(ws, Xa, t, loss, batch.block_grad_layers[k])
-
-        futures: list[Future] = [_pool().submit(work, w) for w in range(1, n_workers)]
-        try:
-            work(0)
-        finally:
-            for future in futures:
-                future.result()
+        for k, (Xa, t) in enumerate(blocks):
+            ws = self._workspace(Xa.shape[1])
+            batch.block_totals[k] = self._block(ws, Xa, t, loss, batch.block_grad_layers[k])
         np.sum(batch.block_grads, axis=0, out=batch.grad)
         return sum(batch.block_totals)
 
