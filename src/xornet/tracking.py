@@ -171,12 +171,18 @@ def probe_server(uri: str) -> None:
 
 
 @contextlib.contextmanager
-def _file_lock(uri: str) -> Iterator[None]:
-    """An exclusive lock per tracking store, shared by every process of this user."""
+def _store_lock(store: Store) -> Iterator[None]:
+    """An exclusive lock per tracking store, for every process on this machine: in the
+    project's (git-ignored) artifact folder for a local store, in the temp folder
+    (one file per server URI and user) for a server."""
     import fcntl
 
-    key = hashlib.sha256(uri.encode()).hexdigest()[:16]
-    path = Path(tempfile.gettempdir()) / f"xornet-mlflow-{os.getuid()}-{key}.lock"
+    if store.artifact_root is not None:
+        store.artifact_root.mkdir(parents=True, exist_ok=True)
+        path = store.artifact_root / ".xornet-store.lock"
+    else:
+        key = hashlib.sha256(store.uri.encode()).hexdigest()[:16]
+        path = Path(tempfile.gettempdir()) / f"xornet-mlflow-{os.getuid()}-{key}.lock"
     with open(path, "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
@@ -223,7 +229,7 @@ def open_session(params: Params, root: Path) -> Session:
         # creation crashes a fresh SQLite store and, through a server, files runs
         # under "Default". In the root, so MLflow's own default artifact path
         # (used only by its "Default" experiment) is not in a temporary copy.
-        with _file_lock(store.uri), contextlib.chdir(root):
+        with _store_lock(store), contextlib.chdir(root):
             client = mlflow.MlflowClient(store.uri)
             experiment_id = _experiment_id(client, name, artifact_location, store)
     except (BadInput, Failure):
