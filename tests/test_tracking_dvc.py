@@ -103,8 +103,10 @@ def test_repro_on_a_fresh_clone_records_exactly_one_complete_run(reproduced, tmp
     assert tags["xornet.model.md5"] == lock_md5(reproduced, "models/model.npz")
     model = (reproduced / "models/model.npz").read_bytes()
     assert tags["xornet.model.sha256"] == hashlib.sha256(model).hexdigest()
-    # Tracking leaves no trace in DVC outputs: an untracked clone locks the same bytes.
-    plain = short_clone(tmp_path / "plain")
+    # Tracking leaves no trace in DVC outputs: an untracked clone of the same commit
+    # (not of the work tree, which others may be editing meanwhile) locks the same bytes.
+    plain = tmp_path / "plain"
+    run(["git", "clone", "-q", str(reproduced), str(plain)], tmp_path)
     run(["dvc", "repro"], plain)
     assert (plain / "dvc.lock").read_bytes() == (reproduced / "dvc.lock").read_bytes()
     assert not (plain / "mlflow.db").exists()
