@@ -153,3 +153,8 @@ def test_set_unknown_key_names_allowed_keys():
 def test_set_values_are_validated_like_the_file():
     with pytest.raises(ParamsError, match="train.epochs = 'ten'"):
         load_params(PARAMS, ("train.epochs=ten",))
+
+
+@pytest.mark.parametrize(("text", "value"), [("1e-8", 1e-8), ("1E6", 1e6), ("-2.5e-3", -2.5e-3)])
+def test_exponent_floats_without_a_dot_are_floats(text, value):
+    assert parse_override(f"train.eps={text}")[2] == value

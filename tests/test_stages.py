@@ -227,7 +227,7 @@ def test_divergence_is_one_line_and_writes_nothing(finished):
         "train",
         *SMALL,
         "--set",
-        "train.learning_rate=1e6",
+        "train.learning_rate=1e308",
         "--set",
         "train.loss=mse",
         "--set",

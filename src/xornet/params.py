@@ -5,6 +5,7 @@ problem becomes a :class:`ParamsError` whose message is one line naming the
 key, the bad value and what is allowed.
 """
 
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -13,6 +14,22 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 PositiveInt = Annotated[int, Field(ge=1)]
 Seed = Annotated[int, Field(ge=0)]
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that also reads ``1e-8`` and ``1e6`` as floats (YAML 1.2 style);
+    plain PyYAML would read them as strings."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def _load_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
 
 
 class ParamsError(ValueError):
@@ -172,7 +189,7 @@ def parse_override(text: str) -> tuple[str, str, Any]:
     if not sep or not dot or not section or not name or "." in name:
         raise ParamsError(f"malformed --set {text!r}: expected section.key=value")
     try:
-        parsed = yaml.safe_load(value) if value.strip() else None
+        parsed = _load_yaml(value) if value.strip() else None
     except yaml.YAMLError:
         raise ParamsError(f"malformed --set {text!r}: value is not valid YAML") from None
     if parsed is None:
@@ -189,7 +206,7 @@ def read_yaml(path: Path) -> Any:
     except (OSError, UnicodeDecodeError) as exc:
         raise ParamsError(f"{path}: cannot read params file ({exc})") from None
     try:
-        raw = yaml.safe_load(text)
+        raw = _load_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
