@@ -27,6 +27,8 @@ Arrays follow the library's convention: features are rows, so inputs are
 
 import io as _io
 import math
+import re
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,15 +37,15 @@ from typing import TYPE_CHECKING
 import matplotlib
 import numpy as np
 from contourpy import contour_generator  # matplotlib's own contouring engine
-from matplotlib.animation import PillowWriter
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.collections import LineCollection
 from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.ticker import FuncFormatter
-from PIL import Image
+from matplotlib.text import Annotation
+from matplotlib.ticker import FuncFormatter, LogFormatterSciNotation
+from PIL import GifImagePlugin, Image
 
 from xornet.data import Dataset
 from xornet.io import write_bytes
@@ -56,10 +58,6 @@ if TYPE_CHECKING:  # xornet.study pulls in the training code: not needed to draw
     from xornet.study import ConfigResult
 
 Array = np.ndarray
-
-# PNG metadata fixed so identical figures give identical bytes (matplotlib
-# would otherwise write its version as "Software").
-PNG_METADATA = {"Software": None}
 
 CLASS_COLORS = ("#2166ac", "#b2182b")  # class 0 blue, class 1 red, as in the colour map
 CLASS_MARKERS = ("o", "s")
@@ -125,9 +123,53 @@ def _add_caption(fig: Figure, text: str) -> None:
 
 
 def _png_bytes(fig: Figure) -> bytes:
+    """The figure as PNG: RGB (figures are opaque, an alpha channel would only cost), zlib
+    level 3 (half the time of the default 6, files no bigger than matplotlib's RGBA ones),
+    no text chunks, so nothing but the pixels varies."""
+    fig.canvas.draw()
+    rgba = np.asarray(fig.canvas.buffer_rgba())
+    height, width = rgba.shape[:2]
+    image = Image.frombuffer("RGBA", (width, height), rgba, "raw", "RGBA", 0, 1).convert("RGB")
     buffer = _io.BytesIO()
-    fig.savefig(buffer, format="png", metadata=PNG_METADATA)
+    image.save(buffer, format="png", compress_level=3, dpi=(fig.dpi, fig.dpi))
     return buffer.getvalue()
+
+
+def _title(ax: Axes, text: str, **kwargs) -> None:
+    """An axes title at the usual place. Given explicitly, ``y`` spares matplotlib
+    measuring every tick label to check the title clears them (our axes have no
+    ticks on top), a costly search done at each draw."""
+    ax.set_title(text, y=1.0, **kwargs)
+
+
+_SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+class _LogLabels(LogFormatterSciNotation):
+    """matplotlib's log-axis tick labels (10⁻², 2×10⁻³) as plain text instead of
+    mathtext: the same look, without the mathtext parser's ~50 ms set-up per process
+    and its extra layout cost per label."""
+
+    def __call__(self, x: float, pos: int | None = None) -> str:
+        label = super().__call__(x, pos)
+        math = re.fullmatch(r"\$\\mathdefault\{(.*)\}\$", label)
+        if math is None:
+            return label
+        text = math.group(1).replace(r"\times", "×")
+        return re.sub(r"\^\{(-?\d+)\}", lambda m: m.group(1).translate(_SUPERSCRIPT), text)
+
+
+def _log_scale(ax: Axes, which: str) -> None:
+    """Log scale on the ``which`` ("x" or "y") axis of ``ax``, labelled by
+    :class:`_LogLabels` (set after the scale, which brings its own formatters)."""
+    if which == "x":
+        ax.set_xscale("log")
+        axis = ax.xaxis
+    else:
+        ax.set_yscale("log")
+        axis = ax.yaxis
+    axis.set_major_formatter(_LogLabels())
+    axis.set_minor_formatter(_LogLabels(labelOnlyBase=False))
 
 
 def _note(ax: Axes, text: str) -> None:
@@ -208,7 +250,7 @@ def _loss_scale(ax: Axes, values: Array, log_scale: bool) -> None:
     labels are plain numbers, not matplotlib's 6.93×10⁻¹ minor-tick labels."""
     if not log_scale:
         return
-    ax.set_yscale("log")
+    _log_scale(ax, "y")
     positive = values[np.isfinite(values) & (values > 0)]
     if positive.size and positive.max() < 10 * positive.min():
         plain = FuncFormatter(lambda v, _: f"{v:.4g}")
@@ -255,9 +297,9 @@ def learning_curves_png(history: History, params: Params) -> bytes:
         _note(loss_ax, "no epochs recorded")
     else:
         _draw_loss(loss_ax, history, params.train.loss, params.plot.log_scale)
-    loss_ax.set_title("Loss")
+    _title(loss_ax, "Loss")
 
-    acc_ax.set_title("Validation accuracy")
+    _title(acc_ax, "Validation accuracy")
     acc_ax.set_xlabel("epoch")
     acc_ax.set_ylabel("accuracy (threshold 0.5)")
     acc_ax.set_ylim(-0.03, 1.03)
@@ -316,6 +358,12 @@ class PlaneView:
     """P(y = 1 | x) over the input plane of a 2-input network, with its 0.5 contour,
     the data points and every first-layer unit's line ``w·x + b = 0``.
 
+    P is evaluated on a ``resolution`` × ``resolution`` grid. A static view shows it as
+    an image (bilinear, continuous colours); a ``banded`` view (the animation) has no
+    image artist: :meth:`paint` interpolates P to every pixel of the axes and writes
+    its 10 band colours straight into the canvas, where an image would be resampled
+    through matplotlib's colour pipeline for each frame.
+
     Artists are created once; :meth:`update` draws another model into them.
     """
 
@@ -338,24 +386,30 @@ class PlaneView:
         self.grid_axis = axis
         self.grid = np.vstack([gx.ravel(), gy.ravel()])  # (2, resolution**2)
         self.resolution = resolution
-        self.banded = banded
-        self.image = ax.imshow(
-            np.full((resolution, resolution), 0.5),
-            extent=(lo, hi, lo, hi),
-            origin="lower",
-            cmap=PROBABILITY_CMAP,
-            vmin=0.0,
-            vmax=1.0,
-            interpolation="nearest" if banded else "bilinear",
-            aspect="equal",
-        )
+        self.P = np.full((resolution, resolution), 0.5)  # rows: x2, columns: x1
+        self.image = None
+        self._pixels: _PixelGrid | None = None
+        if banded:
+            ax.set_aspect("equal")
+        else:
+            self.image = ax.imshow(
+                self.P,
+                extent=(lo, hi, lo, hi),
+                origin="lower",
+                cmap=PROBABILITY_CMAP,
+                vmin=0.0,
+                vmax=1.0,
+                interpolation="bilinear",
+                aspect="equal",
+            )
         # The 0.5 contour as one LineCollection whose segments each model replaces.
         self.contour = LineCollection([], colors="black", linewidths=2.0, zorder=2)
         ax.add_collection(self.contour, autolim=False)
-        self.unit_lines = [
-            ax.plot([], [], color=UNIT_LINE_COLOR, ls="--", lw=1.0, alpha=0.85)[0]
-            for _ in range(n_units)
-        ]
+        self.unit_lines = LineCollection(
+            [], colors=UNIT_LINE_COLOR, linestyles="--", linewidths=1.0, alpha=0.85, zorder=2
+        )
+        ax.add_collection(self.unit_lines, autolim=False)
+        self.n_units = n_units
         self.unit_labels = [
             ax.text(
                 0,
@@ -392,34 +446,43 @@ class PlaneView:
 
     def update(self, model: MLP) -> None:
         """Show ``model``: probability map, 0.5 contour and first-layer unit lines."""
-        P = model.predict_proba(self.grid).reshape(self.resolution, self.resolution)
-        if self.banded:  # colour the bands here: RGBA data skips matplotlib's norm and map
-            self.image.set_data(BAND_COLORS[np.minimum((P * N_BANDS).astype(np.intp), N_BANDS - 1)])
-        else:
-            self.image.set_data(P)
-        lines = contour_generator(self.grid_axis, self.grid_axis, P).lines(0.5)
-        self.contour.set_segments(lines)
+        self.P = model.predict_proba(self.grid).reshape(self.resolution, self.resolution)
+        if self.image is not None:
+            self.image.set_data(self.P)
+        self.contour.set_segments(
+            contour_generator(self.grid_axis, self.grid_axis, self.P).lines(0.5)
+        )
         W1, b1 = model.params["W1"], model.params["b1"]
-        for j, line in enumerate(self.unit_lines):
+        segments = []
+        for j in range(self.n_units):
             label = self.unit_labels[j] if self.unit_labels else None
             segment = unit_segment(W1[j].astype(np.float64), float(b1[j, 0]), self.box)
             if segment is None:
-                line.set_data([], [])
                 if label is not None:
                     label.set_visible(False)
                 continue
             xs, ys = segment
-            line.set_data(xs, ys)
+            segments.append(np.column_stack([xs, ys]))
             if label is None:
                 continue
             # Label near one end, staggered by unit so crossing lines' labels part.
             t = 0.1 + 0.08 * (j % 4)
             label.set_position((xs[0] + t * (xs[1] - xs[0]), ys[0] + t * (ys[1] - ys[0])))
             label.set_visible(True)
+        self.unit_lines.set_segments(segments)
+
+    def paint(self, canvas: FigureCanvasAgg) -> None:
+        """Write the current P's band colours into every canvas pixel of the axes (banded
+        views; call once the layout is final, i.e. after a first ``canvas.draw()``)."""
+        pixels = np.asarray(canvas.buffer_rgba())
+        if self._pixels is None:
+            self._pixels = _PixelGrid(self.ax, self.box, self.resolution, pixels.shape[0])
+        self._pixels.paint(pixels, self.P)
 
     def artists(self) -> list:
-        """What changes between models, in drawing order (the points sit on the image)."""
-        return [self.image, self.contour, *self.unit_lines, *self.unit_labels, *self.points]
+        """What changes between models, in drawing order (the points sit on the map)."""
+        image = [] if self.image is None else [self.image]
+        return [*image, self.contour, self.unit_lines, *self.unit_labels, *self.points]
 
     def legend_handles(self, hidden: Sequence[int]) -> list[Line2D]:
         layer = "" if len(hidden) == 1 else " of layer 1"
@@ -553,13 +616,15 @@ def decision_boundary_png(
     view.update(model)
     after = "" if epoch is None else f" after {epoch} epochs"
     if plane:
-        ax.set_title(f"Decision boundary{after}", fontsize=12)
+        _title(ax, f"Decision boundary{after}", fontsize=12)
         cax = fig.add_axes((0.83, 0.25, 0.03, 0.66))
         fig.colorbar(view.image, cax=cax, label="P(y = 1 | x)")
         note = "Each dashed line is one hidden unit's boundary; the output combines them."
     else:
-        ax.set_title(
-            f"{model.arch.n_inputs}-bit inputs: P(y = 1) by number of 1-bits{after}", fontsize=11
+        _title(
+            ax,
+            f"{model.arch.n_inputs}-bit inputs: P(y = 1) by number of 1-bits{after}",
+            fontsize=11,
         )
         note = (
             f"{model.arch.n_inputs} inputs do not fit a plane: each distinct sample is one "
@@ -619,49 +684,123 @@ def confusion_matrix_png(actual: Array, predicted: Array, params: Params) -> byt
     ax.set_ylabel("actual class")
     title = f"Confusion matrix — test set, n = {n}"
     subtitle = f"accuracy {100 * accuracy:.1f} %" if n else "no test predictions"
-    ax.set_title(f"{title}\n{subtitle}", fontsize=11)
+    _title(ax, f"{title}\n{subtitle}", fontsize=11)
     _add_caption(fig, caption(params))
     return _png_bytes(fig)
 
 
 # -------------------------------------------------------------- animation
-class _GifWriter(PillowWriter):
-    """matplotlib's Pillow writer, fed with the canvas after a blitted redraw (instead of
-    a full ``savefig`` per frame) and keeping the GIF in memory for an atomic write."""
+# Animation frames evaluate P every few pixels and interpolate bilinearly in between. P is
+# smooth: 3 pixels apart it is off by < 0.01 (a tenth of a band) even late in training.
+PIXELS_PER_GRID_STEP = 3
 
-    def setup(self, fig: Figure, outfile: str = ".", dpi: float | None = None) -> None:
-        super().setup(fig, outfile, dpi)
-        self.data = b""
 
-    def grab_canvas(self) -> None:
-        rgba = self.fig.canvas.buffer_rgba()
-        size = (rgba.shape[1], rgba.shape[0])
-        self._frames.append(
-            Image.frombuffer("RGBA", size, rgba, "raw", "RGBA", 0, 1).convert("RGB")
+def _bilinear(values: Array, lo: float, hi: float, n: int) -> tuple[Array, Array]:
+    """For positions ``values`` on the grid ``np.linspace(lo, hi, n)``: the index of the
+    grid point at or below each (at most n - 2) and the weight of the one above."""
+    position = np.clip((values - lo) / (hi - lo) * (n - 1), 0, n - 1)
+    below = np.minimum(position.astype(np.intp), n - 2)
+    return below, position - below
+
+
+# The band colours as one 32-bit word per pixel (the canvas is RGBA, 8 bits each), by
+# floor(10 P); P = 1 exactly gives 10, coloured as band 9.
+BAND_WORDS = np.append(BAND_COLORS.view(np.uint32).ravel(), BAND_COLORS.view(np.uint32)[-1])
+
+
+class _PixelGrid:
+    """The pixels of a plane view's axes (those with their centre inside its box) and
+    where they fall on the grid of P, to interpolate P bilinearly at every pixel.
+    Built once the layout is final. (Gathers, no matrix products: BLAS threads cost
+    more than they give on arrays this small.)"""
+
+    def __init__(self, ax: Axes, box: tuple[float, float], n: int, canvas_height: int):
+        bbox = ax.bbox  # in display pixels, origin at the bottom left
+        lo, hi = box
+        c0, c1 = math.ceil(bbox.x0 - 0.5), math.floor(bbox.x1 - 0.5) + 1
+        r0 = math.ceil(canvas_height - bbox.y1 - 0.5)  # buffer rows run top down
+        r1 = math.floor(canvas_height - bbox.y0 - 0.5) + 1
+        self.window = (slice(r0, r1), slice(c0, c1), 0)
+        x = lo + (np.arange(c0, c1) + 0.5 - bbox.x0) / bbox.width * (hi - lo)
+        y = lo + (canvas_height - np.arange(r0, r1) - 0.5 - bbox.y0) / bbox.height * (hi - lo)
+        self.ix, self.wx = _bilinear(x, lo, hi, n)
+        self.iy, self.wy = _bilinear(y, lo, hi, n)
+        self.wy = self.wy[:, None]
+
+    def paint(self, pixels: Array, P: Array) -> None:
+        """Band colours of P (n, n; rows x2, columns x1) into ``pixels`` (H, W, 4) uint8."""
+        below = N_BANDS * P[self.iy]
+        rows = below + (N_BANDS * P[self.iy + 1] - below) * self.wy  # (pixel rows, n)
+        steps = np.diff(rows, axis=1)
+        values = rows[:, self.ix] + steps[:, self.ix] * self.wx  # 10 P at every pixel
+        pixels.view(np.uint32)[self.window] = BAND_WORDS[values.astype(np.uint8)]
+
+
+class _GifWriter:
+    """A looping GIF, encoded frame by frame on one shared palette.
+
+    The palette, at most 255 colours by median cut over a few sample frames, is fixed
+    up front: mapping a frame onto it is far cheaper than quantizing each frame, and a
+    pixel that did not change keeps its index. Each frame after the first stores only
+    the rectangle that changed, with the unchanged pixels in it set to the free 256th
+    index, declared transparent: the previous frame shows through, and Pillow's LZW
+    coder sees long runs. Frames are encoded as they come, so memory does not grow
+    with their number.
+    """
+
+    TRANSPARENT = 255
+
+    def __init__(self, samples: Sequence[Array], fps: int) -> None:
+        # Every other row and column: the same colours in about the same proportions,
+        # at a quarter of the median cut's cost.
+        mosaic = Image.fromarray(np.concatenate([s[::2, ::2, :3] for s in samples]))
+        self.palette = mosaic.quantize(self.TRANSPARENT, method=Image.Quantize.MEDIANCUT)
+        self.duration = int(1000 / fps)
+        self.chunks: list[bytes] = []
+        self.previous: Array | None = None
+
+    def add(self, rgba: Array) -> None:
+        """Append a frame from an (H, W, 4) RGBA array (the canvas buffer)."""
+        height, width = rgba.shape[:2]
+        image = Image.frombuffer("RGBA", (width, height), rgba, "raw", "RGBA", 0, 1)
+        indexed = image.convert("RGB").quantize(palette=self.palette, dither=Image.Dither.NONE)
+        index = np.asarray(indexed)  # (H, W) palette indices, all < TRANSPARENT
+        if self.previous is None:
+            self.chunks.append(self._header(width, height))
+            self._frame(index, 0, 0)
+        else:
+            changed = index != self.previous
+            rows, columns = np.flatnonzero(changed.any(axis=1)), np.flatnonzero(changed.any(0))
+            if rows.size == 0:  # nothing changed: one transparent pixel keeps the frame
+                self._frame(np.full((1, 1), self.TRANSPARENT, np.uint8), 0, 0)
+            else:
+                window = np.s_[rows[0] : rows[-1] + 1, columns[0] : columns[-1] + 1]
+                delta = np.where(changed[window], index[window], self.TRANSPARENT)
+                self._frame(delta.astype(np.uint8), int(columns[0]), int(rows[0]))
+        self.previous = index
+
+    def _header(self, width: int, height: int) -> bytes:
+        colors = bytes(self.palette.getpalette("RGB")[: 3 * self.TRANSPARENT])
+        return (
+            b"GIF89a"
+            + struct.pack("<HHBBB", width, height, 0xF7, 0, 0)  # 256-entry global palette
+            + colors.ljust(3 * 256, b"\0")
+            + b"!\xff\x0bNETSCAPE2.0\x03\x01\x00\x00\x00"  # loop forever
         )
 
-    def finish(self) -> None:
-        # One palette for every frame, from the first, middle and last frames together:
-        # mapping onto a given palette is ~30x faster than quantizing each frame, and a
-        # shared palette keeps unchanged pixels unchanged, so frame deltas stay small.
-        frames = self._frames
-        picks = [frames[0], frames[len(frames) // 2], frames[-1]]
-        width, height = picks[0].size
-        mosaic = Image.new("RGB", (width, height * len(picks)))
-        for i, frame in enumerate(picks):
-            mosaic.paste(frame, (0, i * height))
-        palette = mosaic.quantize(256, method=Image.Quantize.MEDIANCUT)
-        indexed = [frame.quantize(palette=palette, dither=Image.Dither.NONE) for frame in frames]
-        buffer = _io.BytesIO()
-        indexed[0].save(
-            buffer,
-            format="GIF",
-            save_all=True,
-            append_images=indexed[1:],
-            duration=int(1000 / self.fps),
-            loop=0,
+    def _frame(self, index: Array, x: int, y: int) -> None:
+        # getdata: Pillow's public helper for one frame's control block, descriptor
+        # and LZW data.
+        self.chunks += GifImagePlugin.getdata(
+            Image.fromarray(index),
+            offset=(x, y),
+            duration=self.duration,
+            transparency=self.TRANSPARENT,
+            disposal=1,  # keep the frame: the next one draws over it
         )
-        self.data = buffer.getvalue()
+
+    def gif(self) -> bytes:
+        return b"".join(self.chunks) + b";"
 
 
 @dataclass
@@ -709,6 +848,27 @@ class _LossProgress:
         return [self.line, self.cursor, self.marker]
 
 
+def _epoch_header(fig: Figure, last: int, digits: int) -> Annotation:
+    """The animation's header, "Training  epoch ___ of <last>", drawn once but for the
+    epoch number: that is right-aligned in a slot ``digits`` digits wide (digits are all
+    as wide as each other), so a frame lays out and draws only those few glyphs; text is
+    the costliest thing a frame draws. Returns the number's artist."""
+    size = 12
+    space = 0.32 * size  # a space, in points
+    fig.text(0.5, 0.955, "Training", ha="right", va="center", fontsize=size, weight="bold")
+    word = fig.text(0.51, 0.955, "epoch", ha="left", va="center", fontsize=size)
+    after = {"textcoords": "offset points", "xytext": (space, 0), "ha": "left", "va": "center"}
+    slot = Annotation("0" * digits, (1, 0.5), xycoords=word, fontsize=size, color="none", **after)
+    fig.add_artist(slot)
+    fig.add_artist(Annotation(f"of {last}", (1, 0.5), xycoords=slot, fontsize=size, **after))
+    number = Annotation(
+        "", (1, 0.5), xycoords=slot, ha="right", va="center", fontsize=size, parse_math=False
+    )
+    number.set_animated(True)
+    fig.add_artist(number)
+    return number
+
+
 def training_gif(
     models: Sequence[MLP],
     epochs: Sequence[int],
@@ -719,8 +879,10 @@ def training_gif(
 ) -> bytes:
     """One GIF frame per (model, epoch): the decision view and the loss so far.
 
-    The figure and its artists are built once; each frame updates their data
-    and redraws only them over the saved static background.
+    The figure and its artists are built and the static parts drawn once; each
+    frame updates the artists' data, restores the static background and redraws
+    only what changes over it (blitting). The probability map is painted straight
+    into the canvas pixels (:meth:`PlaneView.paint`).
     """
     if not models or len(models) != len(epochs):
         raise ValueError("training_gif needs one epoch per model and at least one model")
@@ -728,43 +890,44 @@ def training_gif(
     fig = _figure(8.0, 4.0, p.dpi)
     left_box = (0.07, 0.2, 0.36, 0.66)
     left = fig.add_axes(left_box)
-    # No more grid points than the plane has pixels; 10 flat colour bands keep the GIF small.
+    # P on a grid a few pixels apart, interpolated to every pixel; 10 flat colour bands
+    # keep the GIF small.
     pixels = min(left_box[2] * 8.0, left_box[3] * 4.0) * p.dpi
-    resolution = max(10, min(p.grid_resolution, int(pixels)))
+    resolution = max(10, min(p.grid_resolution, math.ceil(pixels / PIXELS_PER_GRID_STEP) + 1))
     right = fig.add_axes((0.55, 0.2, 0.42, 0.66))
     view = _decision_view(left, models[0], train, test, resolution, animated=True)
     if isinstance(view, PlaneView):
-        left.set_title("P(y = 1 | x) in 10 bands, 0.5 contour", fontsize=9)
+        _title(left, "P(y = 1 | x) in 10 bands, 0.5 contour", fontsize=9)
     else:
-        left.set_title("P(y = 1) by number of 1-bits", fontsize=9)
+        _title(left, "P(y = 1) by number of 1-bits", fontsize=9)
     progress = _LossProgress.create(right, history, params.train.loss, p.log_scale)
-    right.set_title(f"train loss ({params.train.loss})", fontsize=9)
-    fig.text(0.5, 0.955, "Training", ha="right", va="center", fontsize=12, weight="bold")
-    # Only the epoch changes in the header: a short text, as text is the costliest artist.
-    title = fig.text(
-        0.51, 0.955, "", ha="left", va="center", fontsize=12, animated=True, parse_math=False
-    )
-    _add_caption(fig, caption(params))
-
+    _title(right, f"train loss ({params.train.loss})", fontsize=9)
     last = int(history.epoch[-1]) if len(history) else int(epochs[-1])
+    number = _epoch_header(fig, last, len(str(max(last, *epochs))))
+    _add_caption(fig, caption(params))
     for artist in view.artists():
         artist.set_animated(True)
     canvas = fig.canvas
     canvas.draw()  # everything static, once
     background = canvas.copy_from_bbox(fig.bbox)
-    spines = [*left.spines.values()]
-    writer = _GifWriter(fps=p.fps)
-    writer.setup(fig)
-    for model, epoch in zip(models, epochs, strict=True):
-        view.update(model)
-        progress.update(int(epoch))
-        title.set_text(f"epoch {int(epoch)} of {last}")
+    changing = [*view.artists(), *progress.artists(), number, *left.spines.values()]
+
+    def render(index: int) -> Array:
+        view.update(models[index])
+        progress.update(int(epochs[index]))
+        number.set_text(str(int(epochs[index])))
         canvas.restore_region(background)
-        for artist in [*view.artists(), *progress.artists(), title, *spines]:
+        if isinstance(view, PlaneView):
+            view.paint(canvas)
+        for artist in changing:
             fig.draw_artist(artist)
-        writer.grab_canvas()
-    writer.finish()
-    return writer.data
+        return np.asarray(canvas.buffer_rgba())
+
+    n = len(models)
+    gif = _GifWriter([render(i).copy() for i in sorted({0, n // 2, n - 1})], p.fps)
+    for i in range(n):
+        gif.add(render(i))
+    return gif.gif()
 
 
 # ------------------------------------------------------- convergence study
@@ -875,29 +1038,30 @@ def convergence_png(results: "Sequence[ConfigResult]", params: Params) -> bytes:
             fontsize=8,
         )
 
-    ax_solved.set_xscale("log")
+    _log_scale(ax_solved, "x")
     ax_solved.set_xlim(1, max_epochs)
     ax_solved.set_ylim(-2, 102)
     ax_solved.set_xlabel("epoch")
     ax_solved.set_ylabel("seeds solved (%)")
-    ax_solved.set_title("(a) Seeds at 100 % test accuracy by epoch", fontsize=10)
+    _title(ax_solved, "(a) Seeds at 100 % test accuracy by epoch", fontsize=10)
     ax_solved.grid(True, alpha=0.3)
 
-    ax_loss.set_xscale("log")
-    ax_loss.set_yscale("log")
+    _log_scale(ax_loss, "x")
+    _log_scale(ax_loss, "y")
     ax_loss.set_xlim(1, max_epochs)
     ax_loss.set_xlabel("epoch")
     ax_loss.set_ylabel(f"training loss ({params.train.loss})")
-    ax_loss.set_title("(b) Training loss: median and 10–90 % of seeds", fontsize=10)
+    _title(ax_loss, "(b) Training loss: median and 10–90 % of seeds", fontsize=10)
     ax_loss.grid(True, alpha=0.3)
     _study_levels(ax_loss)
 
-    ax_final.set_yscale("log")
+    _log_scale(ax_final, "y")
     ax_final.set_xlim(0.4, count + 0.6)
     ax_final.set_xticks(range(1, count + 1))
     ax_final.set_xlabel("configuration (numbered as in the legend)")
     ax_final.set_ylabel("final training loss")
-    ax_final.set_title(
+    _title(
+        ax_final,
         "(c) Final training loss per seed (dot: solved, cross: not solved; solved/seeds on top)",
         fontsize=10,
         pad=16,
