@@ -129,7 +129,7 @@ def _png_bytes(fig: Figure) -> bytes:
     fig.canvas.draw()
     rgba = np.asarray(fig.canvas.buffer_rgba())
     height, width = rgba.shape[:2]
-    image = Image.frombuffer("RGBA", (width, height), rgba, "raw", "RGBA", 0, 1).convert("RGB")
+    image = Image.frombytes("RGB", (width, height), rgba, "raw", "RGBX")  # drop alpha
     buffer = _io.BytesIO()
     image.save(buffer, format="png", compress_level=3, dpi=(fig.dpi, fig.dpi))
     return buffer.getvalue()
@@ -723,16 +723,17 @@ class _PixelGrid:
         self.window = (slice(r0, r1), slice(c0, c1), 0)
         x = lo + (np.arange(c0, c1) + 0.5 - bbox.x0) / bbox.width * (hi - lo)
         y = lo + (canvas_height - np.arange(r0, r1) - 0.5 - bbox.y0) / bbox.height * (hi - lo)
-        self.ix, self.wx = _bilinear(x, lo, hi, n)
-        self.iy, self.wy = _bilinear(y, lo, hi, n)
-        self.wy = self.wy[:, None]
+        self.ix, wx = _bilinear(x, lo, hi, n)
+        self.iy, wy = _bilinear(y, lo, hi, n)
+        self.wx, self.wy = wx.astype(np.float32), wy.astype(np.float32)[:, None]
 
     def paint(self, pixels: Array, P: Array) -> None:
         """Band colours of P (n, n; rows x2, columns x1) into ``pixels`` (H, W, 4) uint8."""
-        below = N_BANDS * P[self.iy]
-        rows = below + (N_BANDS * P[self.iy + 1] - below) * self.wy  # (pixel rows, n)
-        steps = np.diff(rows, axis=1)
-        values = rows[:, self.ix] + steps[:, self.ix] * self.wx  # 10 P at every pixel
+        scaled = (N_BANDS * P).astype(np.float32)
+        below = scaled[self.iy]
+        rows = below + (scaled[self.iy + 1] - below) * self.wy  # (pixel rows, n)
+        values = np.take(rows, self.ix, axis=1)  # 10 P at every pixel
+        values += np.take(np.diff(rows, axis=1), self.ix, axis=1) * self.wx
         pixels.view(np.uint32)[self.window] = BAND_WORDS[values.astype(np.uint8)]
 
 
@@ -740,12 +741,11 @@ class _GifWriter:
     """A looping GIF, encoded frame by frame on one shared palette.
 
     The palette, at most 255 colours by median cut over a few sample frames, is fixed
-    up front: mapping a frame onto it is far cheaper than quantizing each frame, and a
-    pixel that did not change keeps its index. Each frame after the first stores only
-    the rectangle that changed, with the unchanged pixels in it set to the free 256th
-    index, declared transparent: the previous frame shows through, and Pillow's LZW
-    coder sees long runs. Frames are encoded as they come, so memory does not grow
-    with their number.
+    up front: mapping pixels onto it is far cheaper than quantizing each frame. Each
+    frame after the first maps and stores only the rectangle that changed, with the
+    unchanged pixels in it set to the free 256th index, declared transparent: the
+    previous frame shows through, and Pillow's LZW coder sees long runs. Frames are
+    encoded as they come, so memory does not grow with their number.
     """
 
     TRANSPARENT = 255
@@ -757,27 +757,36 @@ class _GifWriter:
         self.palette = mosaic.quantize(self.TRANSPARENT, method=Image.Quantize.MEDIANCUT)
         self.duration = int(1000 / fps)
         self.chunks: list[bytes] = []
-        self.previous: Array | None = None
+        self.previous: Array | None = None  # the last frame's pixels (H, W) uint32
+        self.index = np.zeros((0, 0), np.uint8)  # and their palette indices
 
     def add(self, rgba: Array) -> None:
         """Append a frame from an (H, W, 4) RGBA array (the canvas buffer)."""
         height, width = rgba.shape[:2]
-        image = Image.frombuffer("RGBA", (width, height), rgba, "raw", "RGBA", 0, 1)
-        indexed = image.convert("RGB").quantize(palette=self.palette, dither=Image.Dither.NONE)
-        index = np.asarray(indexed)  # (H, W) palette indices, all < TRANSPARENT
+        pixels = rgba.view(np.uint32)[..., 0]  # one word per pixel, to compare frames
         if self.previous is None:
             self.chunks.append(self._header(width, height))
-            self._frame(index, 0, 0)
+            self.index = self._indices(rgba)
+            self._frame(self.index, 0, 0)
         else:
-            changed = index != self.previous
+            changed = pixels != self.previous
             rows, columns = np.flatnonzero(changed.any(axis=1)), np.flatnonzero(changed.any(0))
             if rows.size == 0:  # nothing changed: one transparent pixel keeps the frame
                 self._frame(np.full((1, 1), self.TRANSPARENT, np.uint8), 0, 0)
-            else:
+            else:  # map and store only the rectangle that changed
                 window = np.s_[rows[0] : rows[-1] + 1, columns[0] : columns[-1] + 1]
-                delta = np.where(changed[window], index[window], self.TRANSPARENT)
-                self._frame(delta.astype(np.uint8), int(columns[0]), int(rows[0]))
-        self.previous = index
+                index = self._indices(np.ascontiguousarray(rgba[window]))
+                same = index == self.index[window]
+                self.index[window] = index
+                index[same] = self.TRANSPARENT
+                self._frame(index, int(columns[0]), int(rows[0]))
+        self.previous = pixels.copy()
+
+    def _indices(self, rgba: Array) -> Array:
+        """Palette indices (H, W) uint8 of an RGBA array, all below TRANSPARENT."""
+        height, width = rgba.shape[:2]
+        image = Image.frombytes("RGB", (width, height), rgba, "raw", "RGBX")  # drop alpha
+        return np.array(image.quantize(palette=self.palette, dither=Image.Dither.NONE))
 
     def _header(self, width: int, height: int) -> bytes:
         colors = bytes(self.palette.getpalette("RGB")[: 3 * self.TRANSPARENT])
@@ -801,6 +810,30 @@ class _GifWriter:
 
     def gif(self) -> bytes:
         return b"".join(self.chunks) + b";"
+
+
+class _Stamp:
+    """Static artists that sit on top of changing ones (the plane's data points and
+    frame), rendered once onto a transparent canvas and alpha-blended onto each frame
+    with NumPy: far cheaper than drawing them through matplotlib every frame. Call it
+    after the static draw: it leaves the canvas cleared (restore the background)."""
+
+    def __init__(self, fig: Figure, artists: Sequence) -> None:
+        rgba = np.zeros((0, 4), np.uint8)
+        if artists:
+            fig.canvas.get_renderer().clear()  # transparent
+            for artist in artists:
+                fig.draw_artist(artist)
+            rgba = np.asarray(fig.canvas.buffer_rgba()).reshape(-1, 4)
+        self.where = np.flatnonzero(rgba[:, 3])
+        self.color = rgba[self.where, :3].astype(np.uint32)
+        self.alpha = rgba[self.where, 3:].astype(np.uint32)
+
+    def paint(self, pixels: Array) -> None:
+        """Blend onto ``pixels`` (H, W, 4), as Agg would draw the artists there."""
+        flat = pixels.reshape(-1, 4)
+        under = flat[self.where, :3]
+        flat[self.where, :3] = (self.color * self.alpha + under * (255 - self.alpha) + 127) // 255
 
 
 @dataclass
@@ -905,12 +938,17 @@ def training_gif(
     last = int(history.epoch[-1]) if len(history) else int(epochs[-1])
     number = _epoch_header(fig, last, len(str(max(last, *epochs))))
     _add_caption(fig, caption(params))
-    for artist in view.artists():
+    # On the plane only the map, contour and unit lines change: the points and the
+    # axes frame on top of them are stamped on each frame (see _Stamp).
+    on_top = [*view.points, *left.spines.values()] if isinstance(view, PlaneView) else []
+    for artist in [*view.artists(), *on_top]:
         artist.set_animated(True)
     canvas = fig.canvas
     canvas.draw()  # everything static, once
     background = canvas.copy_from_bbox(fig.bbox)
-    changing = [*view.artists(), *progress.artists(), number, *left.spines.values()]
+    stamp = _Stamp(fig, on_top)
+    changing = [a for a in view.artists() if a not in on_top]
+    changing += [*progress.artists(), number, *([] if on_top else left.spines.values())]
 
     def render(index: int) -> Array:
         view.update(models[index])
@@ -921,7 +959,9 @@ def training_gif(
             view.paint(canvas)
         for artist in changing:
             fig.draw_artist(artist)
-        return np.asarray(canvas.buffer_rgba())
+        pixels = np.asarray(canvas.buffer_rgba())
+        stamp.paint(pixels)
+        return pixels
 
     n = len(models)
     gif = _GifWriter([render(i).copy() for i in sorted({0, n // 2, n - 1})], p.fps)
