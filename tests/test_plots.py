@@ -356,6 +356,64 @@ def test_plateau_level_is_the_loss_at_p_one_half():
     assert plots.plateau_level("mse") == pytest.approx(0.25)
 
 
+def test_log_axis_labels_are_plain_text():
+    """Log-axis labels look like matplotlib's mathtext ones, without the mathtext parser."""
+    major, minor = plots._LogLabels(), plots._LogLabels(labelOnlyBase=False)
+    assert [major(v) for v in (1e-3, 0.1, 1.0, 100.0)] == ["10⁻³", "10⁻¹", "10⁰", "10²"]
+    assert minor(2e-3) == "2×10⁻³"
+
+
+def test_animation_map_is_p_in_bands_at_every_pixel(xor_run):
+    """The map painted into the canvas is P's band at each pixel centre (up to pixels
+    within interpolation error of a band edge), the right way up."""
+    params, inputs, _ = xor_run
+    model = MLP.load(inputs.model)
+    data = pipeline.load_dataset(inputs.train_data), pipeline.load_dataset(inputs.test_data)
+    fig = plots._figure(4.0, 4.0, 50)
+    ax = fig.add_axes((0.1, 0.1, 0.8, 0.8))
+    view = plots.PlaneView(ax, *data, model.arch.hidden[0], 30, banded=True)
+    view.update(model)
+    fig.canvas.draw()
+    view.paint(fig.canvas)
+    pixels = np.asarray(fig.canvas.buffer_rgba())
+    rows, columns, _ = view._pixels.window
+    bbox, (lo, hi) = ax.bbox, view.box
+    x = lo + (np.arange(columns.start, columns.stop) + 0.5 - bbox.x0) / bbox.width * (hi - lo)
+    top = pixels.shape[0] - np.arange(rows.start, rows.stop) - 0.5
+    y = lo + (top - bbox.y0) / bbox.height * (hi - lo)
+    gx, gy = np.meshgrid(x, y)
+    P = model.predict_proba(np.vstack([gx.ravel(), gy.ravel()])).reshape(gx.shape)
+    expected = np.minimum((P * plots.N_BANDS).astype(int), plots.N_BANDS - 1)
+    band_of = {tuple(c): b for b, c in enumerate(plots.BAND_COLORS.tolist())}
+    painted = np.array([[band_of[tuple(c)] for c in row] for row in pixels[rows, columns]])
+    off = painted != expected
+    assert off.mean() < 0.02
+    assert np.all(np.abs(painted - expected)[off] == 1)
+
+
+def test_gif_writer_stores_each_frame_exactly():
+    """Frames of a few colours come back exactly, identical frames included."""
+    colors = np.array([[255, 255, 255], [200, 30, 40], [20, 90, 200], [0, 0, 0]], np.uint8)
+    rng = np.random.default_rng(0)
+    frames = []
+    for i in range(5):
+        index = np.zeros((30, 40), np.intp)
+        index[5 : 10 + 3 * i, 8:20] = 1 + i % 3
+        index[rng.integers(0, 30, 20), rng.integers(0, 40, 20)] = 3
+        rgba = np.concatenate([colors[index], np.full((30, 40, 1), 255, np.uint8)], axis=2)
+        frames.append(rgba)
+    frames.insert(3, frames[2].copy())  # nothing changes: the frame must still be there
+    writer = plots._GifWriter(frames, fps=5)
+    for frame in frames:
+        writer.add(frame)
+    with Image.open(io.BytesIO(writer.gif())) as gif:
+        assert gif.n_frames == len(frames)
+        assert gif.info["loop"] == 0 and gif.info["duration"] == 200
+        for k, frame in enumerate(frames):
+            gif.seek(k)
+            assert np.array_equal(np.asarray(gif.convert("RGB")), frame[..., :3]), k
+
+
 def test_bit_count_view_handles_non_binary_inputs(xor_run):
     """Three real-valued features (not produced by the pipeline, but loadable) still draw."""
     params, *_ = xor_run

@@ -17,9 +17,16 @@ the image's bytes; the pipeline writes them atomically.
 Figures are :class:`~matplotlib.figure.Figure` objects on an Agg canvas with a
 fixed size and layout (no pyplot: no GUI backend, no global state) and are
 saved without timestamps or software versions, so the same inputs give the
-same bytes. The animation creates its artists once and only updates their data
-per frame; the static parts are rendered once and each frame redraws only what
-changes over them (blitting).
+same bytes.
+
+The plot stage should cost little more than its imports, so the animation
+does as little per frame as it can: its artists are created once and only
+their data change; the static parts are rendered once and each frame restores
+them and redraws only what changes (blitting); the probability map is written
+straight into the canvas pixels, the static points on top of it are blended
+in from a pre-rendered stamp, and only the epoch number is text. Frames are
+mapped onto one palette and streamed into the GIF as changed rectangles.
+``bench/bench_plots.py`` measures the stage against ``import matplotlib``.
 
 Arrays follow the library's convention: features are rows, so inputs are
 ``X`` (n_inputs, n) and labels ``y`` (1, n).
