@@ -17,16 +17,19 @@ command. Then, each in a fresh process:
   (all four figures; the defaults are 50 frames, dpi 100, grid 200).
 
 Each command runs ``--repeat`` times; the fastest counts (the machine is
-shared, so the minimum is the least noisy estimate). The table also gives the
-GIF's size and, from a least-squares line through (frames, time), the cost of
-one more frame. A second table times each figure inside one process
-(after the imports), to show where the default stage's time goes.
+shared, so the minimum is the least noisy estimate), both in wall time and in
+CPU time (user + system of the child process, which other load disturbs less).
+The table also gives the GIF's size and, from least-squares lines through
+(frames, time), the cost of one more frame. A second table times each figure
+inside one process (after the imports; CPU time of the main thread), to show
+where the default stage's time goes.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -47,14 +50,29 @@ def env() -> dict[str, str]:
     return out
 
 
-def wall(args: list[str], cwd: Path, repeat: int) -> float:
-    """Fastest of ``repeat`` runs of a command, in seconds."""
-    best = float("inf")
+def timed(args: list[str], cwd: Path, repeat: int) -> tuple[float, float]:
+    """Fastest wall time and fastest CPU time (user + system) of ``repeat`` runs, in s."""
+    best_wall = best_cpu = float("inf")
     for _ in range(repeat):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
         subprocess.run(args, cwd=cwd, env=env(), check=True, capture_output=True)
-        best = min(best, time.perf_counter() - start)
-    return best
+        best_wall = min(best_wall, time.perf_counter() - start)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+        best_cpu = min(best_cpu, cpu)
+    return best_wall, best_cpu
+
+
+def fit(points: list[tuple[float, float]]) -> tuple[float, float]:
+    """Intercept and slope of the least-squares line through (x, y) points."""
+    n = len(points)
+    mean_x = sum(x for x, _ in points) / n
+    mean_y = sum(y for _, y in points) / n
+    slope = sum((x - mean_x) * (y - mean_y) for x, y in points) / sum(
+        (x - mean_x) ** 2 for x, _ in points
+    )
+    return mean_y - slope * mean_x, slope
 
 
 def prepare(folder: Path) -> None:
@@ -98,9 +116,9 @@ jobs = [
      lambda: plots.training_gif(models, epochs, history, train, test, params)),
 ]
 for name, job in jobs:
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.thread_time()
     job()
-    print(f"{{name}}\\t{{time.perf_counter() - start:.4f}}")
+    print(f"{{name}}\\t{{time.perf_counter() - start:.4f}}\\t{{time.thread_time() - cpu:.4f}}")
 """
 
 
@@ -117,8 +135,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-plots-") as tmp:
         folder = Path(tmp)
         prepare(folder)
-        reference = wall([python, "-c", "import matplotlib"], folder, repeat)
-        imports = wall(
+        reference = timed([python, "-c", "import matplotlib"], folder, repeat)
+        imports = timed(
             [
                 python,
                 "-c",
@@ -130,7 +148,7 @@ def main() -> None:
         )
         rows = []
         for f in frames:
-            seconds = wall(
+            seconds = timed(
                 [
                     python,
                     stage,
@@ -143,7 +161,7 @@ def main() -> None:
                 repeat,
             )
             size = (folder / "plots" / "training.gif").stat().st_size
-            rows.append((f, seconds, size))
+            rows.append((f, *seconds, size))
         breakdown = subprocess.run(
             [python, "-c", IN_PROCESS.format(src=str(ROOT / "src"))],
             cwd=folder,
@@ -153,32 +171,32 @@ def main() -> None:
             text=True,
         ).stdout
 
-    n = len(rows)
-    mean_f = sum(r[0] for r in rows) / n
-    mean_t = sum(r[1] for r in rows) / n
-    slope = sum((r[0] - mean_f) * (r[1] - mean_t) for r in rows) / sum(
-        (r[0] - mean_f) ** 2 for r in rows
-    )
-    intercept = mean_t - slope * mean_f
+    wall_0, wall_slope = fit([(f, w) for f, w, _, _ in rows])
+    cpu_0, cpu_slope = fit([(f, c) for f, _, c, _ in rows])
 
     print(
-        f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs; fastest of {repeat} runs each.\n"
+        f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average "
+        f"{os.getloadavg()[0]:.1f}; fastest of {repeat} runs each.\n"
     )
-    print("| command | wall time (s) | GIF size (KiB) |")
-    print("|---|---:|---:|")
-    print(f"| `python -c 'import matplotlib'` (reference) | {reference:.2f} | |")
-    print(f"| plot stage's imports only | {imports:.2f} | |")
-    for f, seconds, size in rows:
+    print("| command | wall time (s) | CPU time (s) | GIF size (KiB) |")
+    print("|---|---:|---:|---:|")
+    for label, (wall_s, cpu_s) in (
+        ("`python -c 'import matplotlib'` (reference)", reference),
+        ("plot stage's imports only", imports),
+    ):
+        print(f"| {label} | {wall_s:.2f} | {cpu_s:.2f} | |")
+    for f, wall_s, cpu_s, size in rows:
         label = f"plot stage, {f} frame{'s' if f > 1 else ''}" + (" (default)" if f == 50 else "")
-        print(f"| {label} | {seconds:.2f} | {size / 1024:.0f} |")
+        print(f"| {label} | {wall_s:.2f} | {cpu_s:.2f} | {size / 1024:.0f} |")
     print(
-        f"\nLeast-squares fit: stage time ≈ {intercept:.2f} s + {1000 * slope:.1f} ms × frames.\n"
+        f"\nLeast-squares fit: stage wall time ≈ {wall_0:.2f} s + {1000 * wall_slope:.1f} ms × "
+        f"frames; CPU time ≈ {cpu_0:.2f} s + {1000 * cpu_slope:.1f} ms × frames.\n"
     )
-    print("| figure, in one process after the imports | time (s) |")
-    print("|---|---:|")
+    print("| figure, in one process after the imports | wall time (s) | CPU time (s) |")
+    print("|---|---:|---:|")
     for line in breakdown.strip().splitlines():
-        name, seconds = line.split("\t")
-        print(f"| {name} | {float(seconds):.3f} |")
+        name, wall_s, cpu_s = line.split("\t")
+        print(f"| {name} | {float(wall_s):.3f} | {float(cpu_s):.3f} |")
 
 
 if __name__ == "__main__":
