@@ -971,9 +971,10 @@ def training_gif(
         return pixels
 
     n = len(models)
-    gif = _GifWriter([render(i).copy() for i in sorted({0, n // 2, n - 1})], p.fps)
+    samples = {i: render(i).copy() for i in sorted({0, n // 2, n - 1})}  # for the palette
+    gif = _GifWriter(list(samples.values()), p.fps)
     for i in range(n):
-        gif.add(render(i))
+        gif.add(samples[i] if i in samples else render(i))
     return gif.gif()
 
 
