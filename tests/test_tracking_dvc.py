@@ -51,6 +51,15 @@ def all_runs(c) -> list:
     return c.search_runs(ids, order_by=["attributes.start_time ASC"])
 
 
+def training_runs(c) -> list:
+    """The runs of trained models (the study stage logs runs of its own)."""
+    return [r for r in all_runs(c) if r.data.tags.get("xornet.stage") == "train"]
+
+
+def study_runs(c) -> list:
+    return [r for r in all_runs(c) if r.data.tags.get("xornet.stage") == "study"]
+
+
 def xornet_runs(c) -> list:
     exp = c.get_experiment_by_name("xornet")
     return c.search_runs([exp.experiment_id], order_by=["attributes.start_time ASC"])
@@ -94,8 +103,15 @@ def reproduced(tmp_path_factory) -> Path:
 
 def test_repro_on_a_fresh_clone_records_exactly_one_complete_run(reproduced, tmp_path):
     c = client(store_uri(reproduced))
-    (only,) = all_runs(c)
+    (only,) = training_runs(c)
     check_complete_run(c, only, reproduced)
+    # Besides it, the study stage's parent run and its one configuration.
+    parent, child = study_runs(c)
+    assert len(all_runs(c)) == 3
+    assert parent.data.tags["xornet.kind"] == "study"
+    assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
+    assert child.info.run_name == "base"
+    assert parent.info.status == child.info.status == "FINISHED"
     tags = only.data.tags
     head = run(["git", "rev-parse", "HEAD"], reproduced).stdout.strip()
     assert tags["mlflow.source.git.commit"] == head
@@ -180,7 +196,7 @@ def invoke(port: int, body: dict) -> dict:
 
 def test_served_model_answers_xor_over_http(reproduced, tmp_path):
     c = client(store_uri(reproduced))
-    (only,) = all_runs(c)
+    (only,) = training_runs(c)
     model_uri = f"runs:/{only.info.run_id}/model"
     env = base_env(MLFLOW_TRACKING_URI=store_uri(reproduced))
     # `mlflow models predict` from a file, then `mlflow models serve` over HTTP.
@@ -232,7 +248,7 @@ def test_queued_sweep_with_two_workers_lands_in_the_root_store(reproduced):
     assert len(names) == 3, names
 
     runs = all_runs(c)
-    new = [r for r in runs if r.info.run_id not in before]
+    new = [r for r in training_runs(c) if r.info.run_id not in before]
     assert len(new) == 3
     default = c.get_experiment_by_name("Default")
     assert all(r.info.experiment_id != default.experiment_id for r in runs)
@@ -241,6 +257,9 @@ def test_queued_sweep_with_two_workers_lands_in_the_root_store(reproduced):
     for r in new:
         check_complete_run(c, r, reproduced)
         assert r.data.tags["dvc.exp_baseline_rev"]
+    study = [r for r in study_runs(c) if r.info.run_id not in before]
+    assert {r.data.tags["dvc.exp_name"] for r in study} == names
+    assert len(study) == 6  # a parent and one configuration per experiment
     # The artifacts are under the project root, not in the deleted temporary copies.
     experiment = c.get_experiment_by_name("xornet")
     assert experiment.artifact_location == (reproduced / "mlruns" / "xornet").as_uri()
@@ -274,7 +293,7 @@ def test_pipeline_against_a_real_tracking_server(tmp_path):
         repo = short_clone(tmp_path / "xornet")
         run(["dvc", "repro"], repo, tracked_env(MLFLOW_TRACKING_URI=uri))
         c = client(uri)
-        (only,) = all_runs(c)
+        (only,) = training_runs(c)
         assert c.get_experiment(only.info.experiment_id).name == "xornet"
         check_complete_run(c, only, repo)
         assert not (repo / "mlflow.db").exists()

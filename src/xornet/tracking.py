@@ -27,6 +27,12 @@ Evaluate and plot attach to that run
     results, and is tagged ``mlflow.parentRunId`` — so no run's params ever
     misdescribe the metrics it holds, and MLflow never sees a param change.
 
+The convergence study
+    :func:`log_study` logs one parent run (the study's params, its best success
+    rate, its output files under ``study/``) and a child run per configuration
+    (params, final metrics, curves with step = epoch), in the same experiment,
+    tagged ``xornet.stage=study`` so they never pass for training runs.
+
 Faults
     A run this process started ends FAILED on an exception and KILLED on
     Ctrl-C or SIGTERM; the status write itself is shielded from a second
@@ -389,10 +395,29 @@ class MlflowLogger:
             for epoch, value in zip(epochs, values.tolist(), strict=True):
                 if value == value:  # NaN: no validation data
                     metrics.append(Metric(key, value, timestamp, epoch))
-        for first in range(0, len(metrics), BATCH_SIZE):
-            self.client.log_batch(self.run_id, metrics=metrics[first : first + BATCH_SIZE])
+        self._log_metric_batches(metrics)
         self._epochs_logged = stop
         self._last_flush = time.monotonic()
+
+    def _log_metric_batches(self, metrics: list[Any]) -> None:
+        for first in range(0, len(metrics), BATCH_SIZE):
+            self.client.log_batch(self.run_id, metrics=metrics[first : first + BATCH_SIZE])
+
+    @_mlflow_errors("cannot log the curves")
+    def log_curves(self, curves: dict[str, tuple[list[int], list[float]]]) -> None:
+        """Each ``{name: (steps, values)}`` curve as the metric ``name`` with those
+        steps, in batches (NaN points are left out, as in :meth:`log_history`)."""
+        from mlflow.entities import Metric
+
+        self._flush_params()
+        timestamp = int(time.time() * 1000)
+        metrics = [
+            Metric(name, float(value), timestamp, int(step))
+            for name, (steps, values) in curves.items()
+            for step, value in zip(steps, values, strict=True)
+            if value == value
+        ]
+        self._log_metric_batches(metrics)
 
     @_mlflow_errors("cannot log metrics")
     def log_metrics(self, metrics: dict[str, float]) -> None:
@@ -454,11 +479,14 @@ def _warn(message: str) -> None:
 
 
 @contextlib.contextmanager
-def _owned_run(session: Session, tags: dict[str, str], run_name: str | None) -> Iterator[str]:
+def _owned_run(
+    session: Session, tags: dict[str, str], run_name: str | None, nested: bool = False
+) -> Iterator[str]:
     """Start a run; end it FINISHED, FAILED (exception) or KILLED (Ctrl-C, SIGTERM).
 
     Signals are held while the run starts and while its status is written, and
     delivered inside the ``try``, so no interrupt can leave the run RUNNING.
+    ``nested``: a child of the run started by the enclosing ``_owned_run``.
     """
     import mlflow
 
@@ -467,7 +495,10 @@ def _owned_run(session: Session, tags: dict[str, str], run_name: str | None) -> 
         with hold_signals():
             try:
                 run = mlflow.start_run(
-                    experiment_id=session.experiment_id, run_name=run_name, tags=tags
+                    experiment_id=session.experiment_id,
+                    run_name=run_name,
+                    tags=tags,
+                    nested=nested,
                 )
             except Exception as exc:
                 raise _tracking_error(session, "cannot start a run", exc) from None
@@ -578,3 +609,39 @@ def attached_run(
         logger = MlflowLogger(session, run_id)
         logger.log_params({**inherited, **values})
         yield logger
+
+
+# ------------------------------------------------------------------ the study
+def _log_record(logger: MlflowLogger, record: Any) -> None:
+    """A :class:`xornet.study.RunRecord`'s params, final metrics and curves."""
+    logger.log_params({key: param_value(value) for key, value in record.params.items()})
+    logger.log_metrics(record.metrics)
+    if record.curves:
+        logger.log_curves(record.curves)
+
+
+def log_study(
+    params: Params, root: Path, parent: Any, children: list[Any], artifacts: list[Path]
+) -> None:
+    """The convergence study as one parent run with a child run per configuration.
+
+    ``parent`` and ``children`` are :class:`xornet.study.RunRecord` objects. The
+    parent holds the study's params and metrics and the ``artifacts`` under
+    ``study/``; each child (tagged ``mlflow.parentRunId``) holds its
+    configuration's params, final metrics and curves with step = epoch. Every run
+    carries the stage's context tags. Each run ends FINISHED, FAILED or KILLED like
+    a training run; a child's failure fails the parent too.
+    """
+    session = open_session(params, root)
+    context = context_tags("study")
+    exp_name = os.environ.get("DVC_EXP_NAME")
+    name = f"{exp_name}-{parent.name}" if exp_name else parent.name
+    with _owned_run(session, {**context, **parent.tags}, name) as parent_id:
+        logger = MlflowLogger(session, parent_id)
+        _log_record(logger, parent)
+        for child in children:
+            tags = {**context, **child.tags, TAG_PARENT: parent_id}
+            with _owned_run(session, tags, child.name, nested=True) as child_id:
+                _log_record(MlflowLogger(session, child_id), child)
+        if artifacts:
+            logger.log_artifacts(list(artifacts), "study")
