@@ -1,11 +1,14 @@
 """Shared fixtures: temporary git clones of the project and subprocess helpers."""
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -146,3 +149,78 @@ def wait_for_queue(repo: Path, timeout: float = 600) -> None:
             return
         time.sleep(2)
     pytest.fail(f"queue still busy after {timeout} s:\n{status}")
+
+
+def processes_in(repo: Path) -> list[int]:
+    """Ids of processes whose working directory is ``repo`` or inside it: its queue
+    workers and the stage commands they run in ``.dvc/tmp/exps/*`` copies."""
+    repo = repo.resolve()
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cwd = Path(os.readlink(entry / "cwd"))
+        except OSError:  # gone meanwhile, or not ours
+            continue
+        if cwd == repo or cwd.is_relative_to(repo):
+            pids.append(int(entry.name))
+    return pids
+
+
+def end_processes_in(repo: Path, wait: float = 10) -> list[int]:
+    """Give the processes working in ``repo`` ``wait`` seconds to end, then SIGTERM
+    and, ``wait`` seconds later, SIGKILL each by id. Returns those still alive after
+    that (none, barring a process stuck in the kernel)."""
+    for sig in (None, signal.SIGTERM, signal.SIGKILL):
+        if sig is not None:
+            for pid in processes_in(repo):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, sig)
+        deadline = time.monotonic() + wait
+        while processes_in(repo) and time.monotonic() < deadline:
+            time.sleep(0.25)
+        if not processes_in(repo):
+            return []
+    return processes_in(repo)
+
+
+@contextlib.contextmanager
+def queue_workers(repo: Path, env: dict[str, str], jobs: int) -> Iterator[None]:
+    """`dvc queue start -j JOBS` with ``env`` (what the workers and the stages they
+    run see); on exit, also on failure, nothing of the queue is left running.
+
+    - The workers are daemons that inherit `dvc queue start`'s stdout and stderr:
+      with pipes there (as :func:`run` captures), the start blocks until they exit
+      of their own accord, 10 s after the queue runs dry. So its output goes to a
+      file and the caller waits (:func:`wait_for_queue`).
+    - `dvc queue stop --kill` kills the `dvc exp exec-run` of each running task but
+      not the stage command it runs (orphaned, it trains on), and an idle worker may
+      still take the next queued task. So on failure the queued tasks are removed
+      first, and afterwards every process working in ``repo`` (workers, their
+      stage commands in `.dvc/tmp/exps/*`) is ended by id.
+    """
+    log = repo / ".dvc" / "tmp" / "queue-start.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    finished = False
+    try:
+        with open(log, "w") as out:
+            proc = subprocess.run(
+                ["dvc", "queue", "start", "-j", str(jobs)],
+                cwd=repo,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                timeout=60,
+            )
+        if proc.returncode != 0:
+            pytest.fail(f"dvc queue start exited {proc.returncode}\n{log.read_text()}")
+        yield
+        finished = True
+    finally:
+        if not finished:
+            run(["dvc", "queue", "remove", "--queued"], repo, env, check=False, timeout=120)
+        run(["dvc", "queue", "stop", "--kill"], repo, env, check=False, timeout=120)
+        left = end_processes_in(repo)
+        # Reported only when the body passed: never hide the failure that got us here.
+        assert not (finished and left), f"still running after SIGKILL: {left}"

@@ -1,7 +1,8 @@
 """MLflow tracking driven by the real tools: `dvc repro` and a queued sweep
 (`dvc exp run --queue` + `dvc queue start -j 2`) into the project-root store, the
-same pipeline against a real `mlflow server`, and the logged model served by
-`mlflow models serve --env-manager local` answering XOR over HTTP."""
+same (repro, then a queued sweep) against a real `mlflow server`, and the logged
+model served by `mlflow models serve --env-manager local` answering XOR over HTTP.
+(tests/test_sweeps.py compares a queued grid in `dvc exp show` and MLflow.)"""
 
 import hashlib
 import json
@@ -16,7 +17,16 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import BIN_DIR, base_env, exp_rows, make_clone, run, set_params, wait_for_queue
+from conftest import (
+    BIN_DIR,
+    base_env,
+    exp_rows,
+    make_clone,
+    queue_workers,
+    run,
+    set_params,
+    wait_for_queue,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -232,38 +242,46 @@ def test_served_model_answers_xor_over_http(reproduced, tmp_path):
     assert sum(p["label"] for p in strict["predictions"]) < 2
 
 
-def test_queued_sweep_with_two_workers_lands_in_the_root_store(reproduced):
-    c = client(store_uri(reproduced))
-    before = {r.info.run_id for r in all_runs(c)}
-    env = tracked_env()
-    run(["dvc", "exp", "run", "--queue", "-S", "train.learning_rate=0.3,0.6,0.9"], reproduced, env)
-    try:
-        run(["dvc", "queue", "start", "-j", "2"], reproduced, env)
-        wait_for_queue(reproduced)
-    finally:
-        run(["dvc", "queue", "stop", "--kill"], reproduced, env, check=False)
-    status = run(["dvc", "queue", "status"], reproduced).stdout
-    assert "Failed" not in status, status
-    names = {row["name"] for row in exp_rows(reproduced)}
-    assert len(names) == 3, names
+RATES = ["-S", "train.learning_rate=0.3,0.6,0.9"]
 
+
+def check_sweep(c, repo: Path, before: set[str]) -> list:
+    """A finished queue of RATES, in dvc and in MLflow: one complete FINISHED training
+    run per DVC experiment (none lost), tagged with its name, and its study runs; every
+    run in the "xornet" experiment (none under "Default"), nothing left RUNNING."""
+    status = run(["dvc", "queue", "status"], repo).stdout
+    assert "Failed" not in status, status
+    names = {row["name"] for row in exp_rows(repo)}
+    assert len(names) == 3, names
     runs = all_runs(c)
     new = [r for r in training_runs(c) if r.info.run_id not in before]
     assert len(new) == 3
-    default = c.get_experiment_by_name("Default")
-    assert all(r.info.experiment_id != default.experiment_id for r in runs)
+    assert {r.info.experiment_id for r in runs} == {
+        c.get_experiment_by_name("xornet").experiment_id
+    }
     assert {r.data.tags.get("dvc.exp_name") for r in new} == names
     assert {r.data.params["train.learning_rate"] for r in new} == {"0.3", "0.6", "0.9"}
     for r in new:
-        check_complete_run(c, r, reproduced)
+        check_complete_run(c, r, repo)
         assert r.data.tags["dvc.exp_baseline_rev"]
     study = [r for r in study_runs(c) if r.info.run_id not in before]
     assert {r.data.tags["dvc.exp_name"] for r in study} == names
     assert len(study) == 6  # a parent and one configuration per experiment
+    assert not [r for r in runs if r.info.status != "FINISHED"]
+    return new
+
+
+def test_queued_sweep_with_two_workers_lands_in_the_root_store(reproduced):
+    c = client(store_uri(reproduced))
+    before = {r.info.run_id for r in all_runs(c)}
+    env = tracked_env()
+    run(["dvc", "exp", "run", "--queue", *RATES], reproduced, env)
+    with queue_workers(reproduced, env, jobs=2):
+        wait_for_queue(reproduced)
+    new = check_sweep(c, reproduced, before)
     # The artifacts are under the project root, not in the deleted temporary copies.
     experiment = c.get_experiment_by_name("xornet")
     assert experiment.artifact_location == (reproduced / "mlruns" / "xornet").as_uri()
-    assert not [r for r in runs if r.info.status == "RUNNING"]
     # A queued run's model still loads although its temporary copy is gone.
     import mlflow.pyfunc
     import pandas as pd
@@ -277,7 +295,7 @@ def test_queued_sweep_with_two_workers_lands_in_the_root_store(reproduced):
     assert out["label"].tolist() == [0, 1, 1, 0]
 
 
-def test_pipeline_against_a_real_tracking_server(tmp_path):
+def test_pipeline_and_a_queued_sweep_against_a_real_tracking_server(tmp_path):
     port = free_port()
     uri = f"http://127.0.0.1:{port}"
     server = start(
@@ -296,6 +314,14 @@ def test_pipeline_against_a_real_tracking_server(tmp_path):
         (only,) = training_runs(c)
         assert c.get_experiment(only.info.experiment_id).name == "xornet"
         check_complete_run(c, only, repo)
+
+        # A sweep of 3 queued experiments, 2 workers. Only the shell that starts the
+        # workers knows the server (and that tracking is on): that is what they see.
+        before = {r.info.run_id for r in all_runs(c)}
+        run(["dvc", "exp", "run", "--queue", *RATES], repo, base_env())
+        with queue_workers(repo, tracked_env(MLFLOW_TRACKING_URI=uri), jobs=2):
+            wait_for_queue(repo)
+        check_sweep(c, repo, before)
         assert not (repo / "mlflow.db").exists()
         assert not (repo / "mlruns").exists()
     finally:
