@@ -7,7 +7,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))  # this che
 
 import click
 
-from xornet import cli, study
+from xornet import cli, pipeline, study
 
 
 @click.command()
@@ -38,18 +38,10 @@ def main(params_path, preset, overrides, out_dir):
         out_dir / "convergence.png",
     )
     with cli.progress(study.total_epochs(params), "study") as progress:
-        results = study.run_study(params, progress)
-
-    from xornet import plots  # matplotlib only once the training is done
-
-    plots.save_convergence(results, outputs.figure, params)
-    study.write_tables(params, results, outputs)
+        results = pipeline.run_study(params, outputs, progress)
     cli.study_run(params, cli.project_root(__file__), results, outputs.files())
-    for r in results:
-        s = r.summary
-        median = s["solve_epoch_median"]
-        when = f", median {median:g} epochs" if median is not None else ""
-        click.echo(f"study: {r.label}: solved {s['solved']}/{s['seeds']}{when} ({r.seconds:.2f} s)")
+    for line in study.report_lines(results):
+        click.echo(f"study: {line}")
 
 
 if __name__ == "__main__":

@@ -182,19 +182,12 @@ def study_run(
     Does nothing (and imports no MLflow) when tracking is off. Otherwise
     :func:`xornet.study.run_records` gives the parent and child records
     (params, final metrics, stepped curves, tags) and
-    ``xornet.tracking.log_study(params, root, parent, children, artifacts)``
-    logs them; a tracking module without ``log_study`` leaves the study
-    unlogged, with a one-line note on stderr.
+    :func:`xornet.tracking.log_study` logs them.
     """
     if not tracking_enabled(params):
         return
     from xornet import tracking
-
-    log = getattr(tracking, "log_study", None)
-    if log is None:
-        click.echo("study: not logged to MLflow (xornet.tracking.log_study missing)", err=True)
-        return
     from xornet.study import run_records
 
     parent, children = run_records(params, results)
-    log(params, root, parent, children, artifacts)
+    tracking.log_study(params, root, parent, children, artifacts)

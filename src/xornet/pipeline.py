@@ -16,7 +16,7 @@ import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -27,6 +27,9 @@ from xornet.metrics import classification_metrics
 from xornet.model import MLP, Architecture, ModelFileError
 from xornet.params import Params
 from xornet.train import History, TrainConfig, TrainResult, train
+
+if TYPE_CHECKING:
+    from xornet.study import ConfigResult, StudyOutputs
 
 HISTORY_HEADER = ("epoch", "train_loss", "val_loss", "val_accuracy")
 
@@ -483,3 +486,19 @@ def run_plot(
     written = list(figures)
     logger.log_artifacts(written, folder="plots")
     return written
+
+
+# ------------------------------------------------------------------- study
+def run_study(
+    params: Params, outputs: "StudyOutputs", progress: Progress | None = None
+) -> "list[ConfigResult]":
+    """Train every configuration of ``params.study`` over its seeds; write the figure and
+    the tables."""
+    from xornet import study  # study builds on this module (train_config)
+
+    results = study.run_study(params, progress)
+    from xornet import plots  # matplotlib only once the training is done
+
+    plots.save_convergence(results, outputs.figure, params)
+    study.write_tables(params, results, outputs)
+    return results

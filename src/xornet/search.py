@@ -18,7 +18,7 @@ import numpy as np
 import yaml
 
 from xornet import cli
-from xornet.params import ParamsError, load_params
+from xornet.params import load_params
 
 
 @dataclass(frozen=True)
@@ -150,7 +150,7 @@ def main(count, seed, log_uniform, uniform, integer, choice, params_path, prefix
     commands = []
     for index, config in enumerate(configs):
         overrides = tuple(f"{k}={format_value(v)}" for k, v in config.items())
-        load_params(params_path, overrides)  # raises ParamsError: nothing queued
+        load_params(params_path, overrides)  # a bad sample raises ParamsError: nothing queued
         commands.append(queue_command(config, f"{prefix}-{seed}-{index}"))
     for command in commands:
         click.echo(shlex.join(command))
@@ -167,6 +167,3 @@ def entry_point() -> None:
     """Console-script entry (``xornet-search``)."""
     sys.argv[0] = "xornet-search"
     cli.run(main)
-
-
-__all__ = ["ParamsError", "entry_point", "main"]

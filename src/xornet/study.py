@@ -345,11 +345,10 @@ def _finite_cell(value: float) -> str:
 def setting(params: Params) -> str:
     """One line describing the base setting the grid varies."""
     d, m, t = params.data, params.model, params.train
-    optimizer = t.optimizer if t.optimizer == "gd" else f"{t.optimizer}"
     return (
         f"data {d.kind} n={d.n_samples} (test {d.test_fraction:g}, seed {d.seed}); "
         f"hidden {m.hidden} {m.activation}, init {m.init} x {m.init_scale:g}, "
-        f"bias std {m.bias_scale:g}; {t.loss}, {optimizer} lr {t.learning_rate:g}, "
+        f"bias std {m.bias_scale:g}; {t.loss}, {t.optimizer} lr {t.learning_rate:g}, "
         f"{t.epochs} epochs, full batch"
     )
 
@@ -448,6 +447,17 @@ class RunRecord:
     metrics: dict[str, float]
     curves: dict[str, tuple[list[int], list[float]]]
     tags: dict[str, str]
+
+
+def report_lines(results: list[ConfigResult]) -> list[str]:
+    """One line per configuration for the terminal: solved seeds, median epochs, time."""
+    lines = []
+    for r in results:
+        s = r.summary
+        median = s["solve_epoch_median"]
+        when = f", median {median:g} epochs" if median is not None else ""
+        lines.append(f"{r.label}: solved {s['solved']}/{s['seeds']}{when} ({r.seconds:.2f} s)")
+    return lines
 
 
 def run_records(params: Params, results: list[ConfigResult]) -> tuple[RunRecord, list[RunRecord]]:
