@@ -151,6 +151,31 @@ def wait_for_queue(repo: Path, timeout: float = 600) -> None:
     pytest.fail(f"queue still busy after {timeout} s:\n{status}")
 
 
+def courier_processes(repo: Path) -> list[int]:
+    """Ids of the background couriers delivering ``repo``'s outbox."""
+    pids = []
+    for pid in processes_in(repo):
+        with contextlib.suppress(OSError):
+            if b"xornet.courier" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                pids.append(pid)
+    return pids
+
+
+def wait_for_delivery(repo: Path, timeout: float = 300) -> None:
+    """Wait until the background courier has delivered every run the stages recorded
+    in ``repo`` and has exited; fail the test if it could not deliver one."""
+    from xornet.outbox import Outbox
+
+    outbox = Outbox(repo)
+    deadline = time.monotonic() + timeout
+    while outbox.pending() or courier_processes(repo):
+        if time.monotonic() > deadline:
+            pytest.fail(f"courier still busy after {timeout} s: {outbox.log_file.read_text()}")
+        time.sleep(0.2)
+    failed = {e.name: (e / "error.txt").read_text() for e in outbox.failed()}
+    assert not failed, failed
+
+
 def processes_in(repo: Path) -> list[int]:
     """Ids of processes whose working directory is ``repo`` or inside it: its queue
     workers and the stage commands they run in ``.dvc/tmp/exps/*`` copies."""

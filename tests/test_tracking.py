@@ -1,9 +1,12 @@
 """MLflow tracking, stage by stage, against a real MLflow SQLite store in temporary clones:
 what a run holds, evaluate/plot attaching (and child runs when their params change),
-FAILED/KILLED on faults, fast one-line errors for dead servers and bad URIs.
-(tests/test_tracking_dvc.py drives the same through dvc, a real server and serving.)"""
+FAILED/KILLED on faults, fast one-line errors for dead servers and bad URIs, and the
+outbox: stages that never import MLflow, a background courier that delivers, retries
+and survives being stopped. (tests/test_tracking_dvc.py drives the same through dvc,
+a real server and serving.)"""
 
 import hashlib
+import os
 import shutil
 import signal
 import socket
@@ -14,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import base_env, make_clone, run
+from conftest import base_env, courier_processes, make_clone, run, wait_for_delivery
 from xornet.cli import BadInput
-from xornet.tracking import resolve_store
+from xornet.outbox import Outbox, resolve_store
 
 TRAIN_OUTPUTS = ["models/model.npz", "models/snapshots.npz", "metrics/history.csv"]
 STAGE_OUTPUTS = [*TRAIN_OUTPUTS, "metrics/train.json"]
@@ -39,6 +42,8 @@ def client(repo: Path):
 
 
 def runs_of(repo: Path, experiment: str = "xornet") -> list:
+    """The experiment's runs, once the background courier has delivered them all."""
+    wait_for_delivery(repo)
     c = client(repo)
     exp = c.get_experiment_by_name(experiment)
     if exp is None:
@@ -47,6 +52,7 @@ def runs_of(repo: Path, experiment: str = "xornet") -> list:
 
 
 def running(repo: Path) -> list:
+    wait_for_delivery(repo)
     if not (repo / "mlflow.db").exists():
         return []
     c = client(repo)
@@ -113,7 +119,14 @@ def test_store_is_resolved_from_the_project_root_never_the_cwd(tmp_path, monkeyp
 
 @pytest.mark.parametrize(
     "uri",
-    ["http://", "http://127.0.0.1:99999", "sqlite:///missing/dir/x.db", "sqlite://", "./mlruns"],
+    [
+        "http://",
+        "http://127.0.0.1:99999",
+        "sqlite:///missing/dir/x.db",
+        "sqlite://",
+        "./mlruns",
+        "foo://bar",
+    ],
 )
 def test_bad_tracking_uri_is_bad_input(tmp_path, monkeypatch, uri):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
@@ -136,13 +149,18 @@ def test_tracking_off_never_imports_mlflow(repo, flag, sets):
         imported = [line.split("|")[-1].strip() for line in proc.stderr.splitlines()]
         assert not [m for m in imported if m.split(".")[0] == "mlflow"], name
     assert not (repo / "mlflow.db").exists()
+    assert not (repo / ".xornet").exists()
 
 
 @slow
 def test_stages_fill_one_run_and_changed_params_get_child_runs(repo):
-    stage(repo, "train", f"train.epochs={EPOCHS}")
-    stage(repo, "evaluate")
-    stage(repo, "plot")
+    # The stages record; the courier they start delivers: they never import MLflow.
+    for name, sets in (("train", [f"--set=train.epochs={EPOCHS}"]), ("evaluate", []), ("plot", [])):
+        proc = run(
+            [sys.executable, "-X", "importtime", f"stages/{name}.py", *sets], repo, tracked_env()
+        )
+        imported = [line.split("|")[-1].strip() for line in proc.stderr.splitlines()]
+        assert not [m for m in imported if m.split(".")[0] == "mlflow"], name
     (training,) = runs_of(repo)
     c = client(repo)
     assert training.info.status == "FINISHED"
@@ -250,9 +268,6 @@ def test_exceptions_mark_the_run_failed_and_leave_outputs(repo):
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_interrupts_mark_the_run_killed_and_leave_outputs(repo, sig, code):
     before = snapshot(repo)
-    # Create the store here first: polling a store that another process is still
-    # creating races its table creation (the very trap the stages avoid with a lock).
-    client(repo).search_experiments()
     proc = subprocess.Popen(
         [sys.executable, "stages/train.py", "--set=train.epochs=2000000"],
         cwd=repo,
@@ -263,11 +278,11 @@ def test_interrupts_mark_the_run_killed_and_leave_outputs(repo, sig, code):
     )
     try:
         deadline = time.monotonic() + 60
-        while not running(repo):
+        while not any(Outbox(repo).staging.glob("*")):  # the stage is recording its run
             assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline, "the run never started"
+            assert time.monotonic() < deadline, "the stage never started recording"
             time.sleep(0.2)
-        time.sleep(1.0)  # well inside the training loop
+        time.sleep(1.5)  # well inside the training loop
         proc.send_signal(sig)
         _, stderr = proc.communicate(timeout=60)
     finally:
@@ -277,6 +292,9 @@ def test_interrupts_mark_the_run_killed_and_leave_outputs(repo, sig, code):
     assert proc.returncode == code, stderr
     (killed,) = runs_of(repo)
     assert killed.info.status == "KILLED"
+    assert killed.info.end_time > killed.info.start_time
+    # The epochs it trained before the signal are in the run.
+    assert client(repo).get_metric_history(killed.info.run_id, "train_loss")
     assert not running(repo)
     assert snapshot(repo) == before
 
@@ -333,3 +351,81 @@ def test_deleted_experiment_is_a_one_line_hint(repo):
     assert proc.returncode == 2
     assert "mlflow experiments restore" in one_error_line(proc)
     assert proc.stdout == ""
+
+
+# ------------------------------------------------------------------ the courier
+def track(repo: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return run(
+        [str(Path(sys.executable).parent / "xornet-track"), *args, f"--root={repo}"],
+        repo,
+        check=check,
+    )
+
+
+def courier_done(repo: Path, timeout: float = 120) -> None:
+    """Wait for the background courier to exit, whatever it delivered."""
+    deadline = time.monotonic() + timeout
+    while courier_processes(repo) or Outbox(repo).pending():
+        assert time.monotonic() < deadline, "the courier never finished"
+        time.sleep(0.2)
+
+
+@slow
+def test_an_undeliverable_run_waits_in_failed_until_flush_delivers_it(repo):
+    broken = repo / "broken.db"
+    broken.write_text("not an SQLite database\n")
+    env = tracked_env(MLFLOW_TRACKING_URI="sqlite:///broken.db")
+    stage(repo, "train", f"train.epochs={EPOCHS}", env=env)  # the stage itself succeeds
+    courier_done(repo)
+    (entry,) = Outbox(repo).failed()
+    status = track(repo, "status").stdout
+    assert "pending: 0  failed: 1  courier: idle" in status
+    assert f"failed {entry.name}: cannot use MLflow tracking store" in status
+    retry = track(repo, "flush", check=False)
+    assert retry.returncode == 1
+    (line,) = retry.stderr.splitlines()
+    assert line.startswith(f"xornet-track: error: {entry.name}: cannot use MLflow tracking store")
+    broken.unlink()  # the store is fixed: the next flush delivers
+    track(repo, "flush")
+    assert not Outbox(repo).failed() and not Outbox(repo).pending()
+    from mlflow import MlflowClient
+
+    c = MlflowClient(f"sqlite:///{broken}")
+    (delivered,) = c.search_runs([c.get_experiment_by_name("xornet").experiment_id])
+    assert delivered.info.status == "FINISHED"
+    assert delivered.data.params["train.epochs"] == str(EPOCHS)
+
+
+@slow
+def test_a_courier_stopped_mid_delivery_leaves_no_run_running_and_is_resumed(repo):
+    from mlflow.entities import ViewType
+
+    epochs = 30000  # 90 000 metric values: seconds of delivery, time to stop it inside
+    client(repo).search_experiments()  # create the store first: polling races its creation
+    stage(repo, "train", f"train.epochs={epochs}")
+    deadline = time.monotonic() + 120
+    c = client(repo)
+    while True:
+        ids = [e.experiment_id for e in c.search_experiments()]
+        if c.search_runs(ids, filter_string="attributes.status = 'RUNNING'"):
+            break
+        assert time.monotonic() < deadline, "the courier never started the run"
+        time.sleep(0.1)
+    (pid,) = courier_processes(repo)
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 60
+    while courier_processes(repo):
+        assert time.monotonic() < deadline, "the courier ignored SIGTERM"
+        time.sleep(0.1)
+    ids = [e.experiment_id for e in c.search_experiments()]
+    (stopped,) = c.search_runs(ids)
+    assert stopped.info.status == "KILLED"
+    assert len(Outbox(repo).pending()) == 1  # the entry waits for the next courier
+    track(repo, "flush")
+    (delivered,) = runs_of(repo)
+    assert delivered.info.status == "FINISHED"
+    steps = [m.step for m in c.get_metric_history(delivered.info.run_id, "train_loss")]
+    assert sorted(steps) == list(range(1, epochs + 1))  # complete, no duplicates
+    (deleted,) = c.search_runs(ids, run_view_type=ViewType.DELETED_ONLY)
+    assert deleted.info.run_id == stopped.info.run_id
+    assert not running(repo)

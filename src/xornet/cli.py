@@ -152,26 +152,29 @@ def tracking_enabled(params: Params) -> bool:
 
 @contextlib.contextmanager
 def training_run(params: Params, root: Path, data_paths: list[Path]) -> Iterator[RunLogger]:
-    """The MLflow run a training stage logs to (a no-op logger when tracking is off)."""
+    """The run a training stage records for MLflow (a no-op logger when tracking is off).
+
+    The run goes into the project's outbox and a background courier delivers it
+    (:mod:`xornet.outbox`): the stage never imports MLflow."""
     if not tracking_enabled(params):
         yield NullLogger()
         return
-    from xornet import tracking  # imported only when needed: MLflow costs ~1.5 s
+    from xornet import outbox
 
-    with tracking.training_run(params, root, data_paths) as logger:
-        yield logger
+    with outbox.training_run(params, root, data_paths) as recorder:
+        yield recorder
 
 
 @contextlib.contextmanager
 def attached_run(params: Params, root: Path, model_path: Path, section: str) -> Iterator[RunLogger]:
-    """The run that trained ``model_path``, for evaluate/plot to attach results to."""
+    """Evaluate/plot results, recorded for the run that trained ``model_path``."""
     if not tracking_enabled(params):
         yield NullLogger()
         return
-    from xornet import tracking
+    from xornet import outbox
 
-    with tracking.attached_run(params, root, model_path, section) as logger:
-        yield logger
+    with outbox.attached_run(params, root, model_path, section) as recorder:
+        yield recorder
 
 
 def study_run(

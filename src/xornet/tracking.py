@@ -1,60 +1,54 @@
-"""MLflow tracking for the stages — the one module that imports MLflow.
+"""MLflow tracking — the one module that imports MLflow.
+
+The stages record their runs into the project's outbox (:mod:`xornet.outbox`);
+the courier (:mod:`xornet.courier`) hands each entry to :func:`deliver`,
+which writes it into MLflow. Only the study stage logs directly
+(:func:`log_study`).
 
 Where runs go
-    ``MLFLOW_TRACKING_URI`` when set (a relative ``sqlite:///`` path is taken
-    from the project root); otherwise MLflow's SQLite store ``mlflow.db`` at
-    the project root. For every store that is not a server, the experiment's
-    artifacts live under ``<root>/mlruns/<experiment>``. The project root is
-    ``DVC_ROOT`` or the checkout, never the cwd: queued DVC experiments run in
-    temporary copies that are deleted afterwards.
+    The store each entry names: ``MLFLOW_TRACKING_URI`` of the stage that
+    recorded it (a relative ``sqlite:///`` path taken from the project root) or
+    MLflow's SQLite store ``mlflow.db`` at the project root. For every store
+    that is not a server, the experiment's artifacts live under
+    ``<root>/mlruns/<experiment>``. The experiment is created once, under a
+    file lock, and runs are created by experiment id.
 
 One run per trained model
-    The train stage creates the experiment (once, under a file lock, so
-    parallel queue workers never race to create a fresh store or experiment),
-    starts a run by experiment id, logs the ``data``/``model``/``train``
-    params, the per-epoch curves (buffered, written with ``log_batch``), the
-    final metrics, the output files and a pyfunc model, and tags the run with
-    the SHA-256 and MD5 of the data and model files (the MD5 is what
-    ``dvc.lock`` records).
+    A training entry becomes a new run with the stage's real start and end
+    times and status: the ``data``/``model``/``train`` params, the per-epoch
+    curves (``log_batch`` of 1 000 values), the final metrics, the output
+    files, a pyfunc model from code, and tags: context, and the SHA-256 and
+    MD5 of the data and model files (the MD5 is what ``dvc.lock`` records).
 
 Evaluate and plot attach to that run
-    They find it by the model file's hash (the latest FINISHED run carrying
-    it, preferring one of the same DVC experiment), so no run id is written
-    into any DVC output. They add their section's params and their results.
-    If that run already holds *different* values for the section (only the
-    evaluate or plot params changed), they start a child run instead: it
-    copies the parent's other params, holds the new section params and
-    results, and is tagged ``mlflow.parentRunId`` — so no run's params ever
-    misdescribe the metrics it holds, and MLflow never sees a param change.
-
-The convergence study
-    :func:`log_study` logs one parent run (the study's params, its best success
-    rate, its output files under ``study/``) and a child run per configuration
-    (params, final metrics, curves with step = epoch), in the same experiment,
-    tagged ``xornet.stage=study`` so they never pass for training runs.
+    An attach entry finds the run by the model file's hash (the latest
+    FINISHED run carrying it, preferring one of the same DVC experiment), so no
+    run id is written into any DVC output; entries are delivered in the order
+    the stages ended, so the training run is there first. The section's params
+    and the results are added to it. If that run already holds *different*
+    values for the section (only the evaluate or plot params changed), a child
+    run holds them instead: it copies the parent's upstream params, holds the
+    new section params and results, and is tagged ``mlflow.parentRunId`` — so
+    no run's params ever misdescribe the metrics it holds, and MLflow never
+    sees a param change.
 
 Faults
-    A run this process started ends FAILED on an exception and KILLED on
-    Ctrl-C or SIGTERM; the status write itself is shielded from a second
-    signal. A tracking server is probed before training (a dead one fails in
-    seconds, not after minutes of retries); a bad ``MLFLOW_TRACKING_URI`` is
-    a one-line :class:`~xornet.cli.BadInput`.
+    A run ends with the status its stage ended with (FINISHED, FAILED,
+    KILLED). A delivery that fails part-way marks the runs it created FAILED;
+    the courier records them in the entry, and a retry deletes them before
+    delivering again, so a retried entry never leaves a duplicate. A study run
+    ends FAILED on an exception and KILLED on Ctrl-C or SIGTERM.
 """
 
 import contextlib
-import functools
 import hashlib
 import itertools
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,10 +56,20 @@ from typing import Any
 import numpy as np
 
 from xornet.cli import BadInput, Failure
-from xornet.model import MLP
+from xornet.outbox import (
+    DVC_TAGS,
+    ENTRY_FILE,
+    ENTRY_FORMAT,
+    HISTORY_FILE,
+    SECTIONS,
+    TAG_MODEL,
+    Store,
+    checked_store,
+    context_tags,
+    param_value,
+)
 from xornet.params import Params
 from xornet.pipeline import HISTORY_HEADER, hold_signals
-from xornet.train import History
 
 # Set before MLflow is imported, unless the user chose otherwise: no telemetry,
 # and HTTP retries measured in seconds rather than MLflow's default minutes.
@@ -76,106 +80,17 @@ MLFLOW_ENV_DEFAULTS = {
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "15",
     "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
 }
-PROBE_TIMEOUT = 5.0  # seconds for GET <server>/health before training starts
-FLUSH_SECONDS = 15.0  # during training, per-epoch metrics are written at most this often
 BATCH_SIZE = 1000  # metrics per log_batch call (the REST API's limit)
-# Params sections in pipeline order: a stage's results depend on its own section
-# and the ones before it.
-SECTIONS = ("data", "model", "train", "evaluate", "plot")
-TRAINING_SECTIONS = SECTIONS[:3]
-STORE_FILE = "mlflow.db"
-ARTIFACTS_DIR = "mlruns"
-
-PACKAGE_DIR = Path(__file__).resolve().parent
-PYFUNC_FILE = PACKAGE_DIR / "pyfunc_model.py"
-CHECKOUT = PACKAGE_DIR.parents[1]
-
-TAG_MODEL = "xornet.model"  # + .sha256 / .md5
-TAG_DATA = "xornet.data"  # + .<file stem>.sha256 / .md5
-TAG_STAGE = "xornet.stage"
+RUNS_FILE = "runs.txt"  # in an entry: the runs a delivery created, one id per line
 TAG_TRAINING_RUN = "xornet.training_run_id"
 TAG_PARENT = "mlflow.parentRunId"
-DVC_TAGS = {
-    "DVC_EXP_NAME": "dvc.exp_name",
-    "DVC_EXP_BASELINE_REV": "dvc.exp_baseline_rev",
-    "DVC_STAGE": "dvc.stage",
-    "DVC_ROOT": "dvc.root",
-}
+
+
+class DeliveryError(Exception):
+    """An entry that could not be written into MLflow (one line, stored with it)."""
 
 
 # ------------------------------------------------------------------ the store
-@dataclass(frozen=True)
-class Store:
-    """Where runs go: the tracking URI and, unless it is a server, the artifact root."""
-
-    uri: str
-    is_server: bool
-    artifact_root: Path | None
-
-
-def resolve_store(root: Path) -> Store:
-    """The tracking store for the project at ``root``; :class:`BadInput` for a bad URI."""
-    raw = os.environ.get("MLFLOW_TRACKING_URI", "").strip()
-    artifacts = root / ARTIFACTS_DIR
-    if not raw:
-        return Store(f"sqlite:///{root / STORE_FILE}", False, artifacts)
-    where = f"MLFLOW_TRACKING_URI={raw!r}"
-    try:
-        parts = urllib.parse.urlsplit(raw)
-        parts.port  # noqa: B018 -- raises ValueError for a malformed port
-    except ValueError as exc:
-        raise BadInput(f"{where} is not a valid URI ({exc})") from None
-    scheme = parts.scheme.lower()
-    if scheme in ("http", "https"):
-        if not parts.hostname:
-            raise BadInput(f"{where} has no host (expected e.g. http://127.0.0.1:5000)")
-        return Store(raw.rstrip("/"), True, None)
-    if scheme == "sqlite":
-        if not raw.startswith("sqlite:///") or raw.endswith(":memory:"):
-            raise BadInput(f"{where}: expected sqlite:///relative/path.db or sqlite:////abs.db")
-        path = Path(raw[len("sqlite:///") :])
-        path = path if path.is_absolute() else root / path
-        if not path.parent.is_dir():
-            raise BadInput(f"{where}: folder {path.parent} does not exist")
-        return Store(f"sqlite:///{path}", False, artifacts)
-    if not scheme or scheme == "file":
-        raise BadInput(
-            f"{where}: MLflow 3 no longer accepts a plain folder as tracking store; "
-            "use sqlite:///mlflow.db or an http:// server"
-        )
-    # Other databases (postgresql://, mysql://, ...) or databricks: MLflow judges them.
-    return Store(raw, scheme.startswith("databricks"), artifacts)
-
-
-def probe_server(uri: str) -> None:
-    """Fail fast (one line, a few seconds) when the server at ``uri`` does not answer.
-
-    Any HTTP answer counts as alive: only the network path is checked here.
-    """
-    url = f"{uri}/health"
-    context = None
-    if url.startswith("https:"):  # as MLflow's own client would verify
-        import ssl
-
-        if os.environ.get("MLFLOW_TRACKING_INSECURE_TLS", "").lower() == "true":
-            context = ssl._create_unverified_context()
-        else:
-            context = ssl.create_default_context(
-                cafile=os.environ.get("MLFLOW_TRACKING_SERVER_CERT_PATH") or None
-            )
-    try:
-        with urllib.request.urlopen(url, timeout=PROBE_TIMEOUT, context=context):
-            return
-    except urllib.error.HTTPError:
-        return
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise Failure(
-            f"MLflow tracking server {uri} is unreachable ({reason}); start it, fix "
-            "MLFLOW_TRACKING_URI, or switch tracking off with XORNET_TRACKING=0"
-        ) from None
-
-
 @contextlib.contextmanager
 def _store_lock(store: Store) -> Iterator[None]:
     """An exclusive lock per tracking store, for every process on this machine: in the
@@ -213,11 +128,9 @@ class Session:
     experiment: str
 
 
-def open_session(params: Params, root: Path) -> Session:
-    """Resolve and check the store, import MLflow, get or create the experiment."""
-    store = resolve_store(root)
-    if store.is_server and store.uri.startswith("http"):
-        probe_server(store.uri)
+def open_session(store: Store, experiment: str, root: Path) -> Session:
+    """Import MLflow, open ``store`` and get or create ``experiment`` (:class:`BadInput`
+    for a store or experiment that cannot be used, :class:`Failure` for a server's)."""
     for key, value in MLFLOW_ENV_DEFAULTS.items():
         os.environ.setdefault(key, value)
     import logging
@@ -226,9 +139,8 @@ def open_session(params: Params, root: Path) -> Session:
 
     for name in ("mlflow", "alembic"):
         logging.getLogger(name).setLevel(logging.WARNING)
-    name = params.tracking.experiment
     artifact_location = (
-        (store.artifact_root / _slug(name)).as_uri() if store.artifact_root else None
+        (store.artifact_root / _slug(experiment)).as_uri() if store.artifact_root else None
     )
     try:
         # Serialise store creation and get-or-create of the experiment: parallel
@@ -237,7 +149,7 @@ def open_session(params: Params, root: Path) -> Session:
         # (used only by its "Default" experiment) is not in a temporary copy.
         with _store_lock(store), contextlib.chdir(root):
             client = mlflow.MlflowClient(store.uri)
-            experiment_id = _experiment_id(client, name, artifact_location, store)
+            experiment_id = _experiment_id(client, experiment, artifact_location, store)
     except (BadInput, Failure):
         raise
     except Exception as exc:
@@ -245,7 +157,7 @@ def open_session(params: Params, root: Path) -> Session:
             raise Failure(f"MLflow tracking server {store.uri}: {_one_line(exc)}") from None
         raise BadInput(f"cannot use MLflow tracking store {store.uri}: {_one_line(exc)}") from None
     mlflow.set_tracking_uri(store.uri)
-    return Session(store, client, experiment_id, name)
+    return Session(store, client, experiment_id, experiment)
 
 
 def _slug(name: str) -> str:
@@ -272,94 +184,16 @@ def _experiment_id(client: Any, name: str, artifact_location: str | None, store:
     return experiment.experiment_id
 
 
-# ------------------------------------------------------------------ tags
-def file_digests(path: Path) -> dict[str, str]:
-    """``{"sha256": ..., "md5": ...}`` of a file's bytes (DVC records the MD5)."""
-    sha256, md5 = hashlib.sha256(), hashlib.md5()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            sha256.update(block)
-            md5.update(block)
-    return {"sha256": sha256.hexdigest(), "md5": md5.hexdigest()}
+# ------------------------------------------------------------------ writing a run
+class RunWriter:
+    """Writes params, tags, metrics, files and the model into one existing run."""
 
-
-def _git(*args: str) -> str | None:
-    try:
-        done = subprocess.run(
-            ["git", *args], cwd=CHECKOUT, capture_output=True, text=True, timeout=10
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return done.stdout.strip() if done.returncode == 0 else None
-
-
-def context_tags(stage: str) -> dict[str, str]:
-    """The stage, the checkout's git commit (and whether it has uncommitted changes),
-    and DVC's experiment variables when DVC runs the stage."""
-    tags = {TAG_STAGE: stage}
-    commit = _git("rev-parse", "HEAD")
-    if commit:
-        tags["mlflow.source.git.commit"] = commit
-        # dvc.lock changes under every `dvc repro`; it says nothing about the code.
-        status = _git("status", "--porcelain", "--untracked-files=no", "--", ":!dvc.lock")
-        if status is not None:
-            tags["xornet.git.dirty"] = "true" if status else "false"
-    for variable, tag in DVC_TAGS.items():
-        if os.environ.get(variable):
-            tags[tag] = os.environ[variable]
-    return tags
-
-
-def _model_tags(digests: dict[str, str]) -> dict[str, str]:
-    return {f"{TAG_MODEL}.{kind}": value for kind, value in digests.items()}
-
-
-def param_value(value: Any) -> str:
-    """How a param is shown in MLflow: strings as they are, the rest as JSON
-    (``[8, 8]``, ``true``, ``0.5``)."""
-    return value if isinstance(value, str) else json.dumps(value)
-
-
-# ------------------------------------------------------------------ logging
-def _mlflow_errors(what: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
-    """Turn MLflow's exceptions (HTTP, database, validation) into a one-line Failure."""
-
-    def decorate(method: Callable[..., None]) -> Callable[..., None]:
-        @functools.wraps(method)
-        def wrapper(self: "MlflowLogger", *args: Any, **kwargs: Any) -> None:
-            try:
-                method(self, *args, **kwargs)
-            except (BadInput, Failure):
-                raise
-            except Exception as exc:
-                raise _tracking_error(self.session, what, exc) from None
-
-        return wrapper
-
-    return decorate
-
-
-class MlflowLogger:
-    """The :class:`~xornet.pipeline.RunLogger` of one MLflow run.
-
-    ``params`` are logged with the first result (metrics or files), so a stage that
-    fails before producing anything leaves a run it attached to unchanged.
-    """
-
-    def __init__(self, session: Session, run_id: str, params: dict[str, str] | None = None):
+    def __init__(self, session: Session, run_id: str, timestamp_ms: int | None = None):
         self.session = session
         self.client = session.client
         self.run_id = run_id
-        self._pending_params = dict(params or {})
-        self._epochs_logged = 0
-        self._last_flush = time.monotonic()
+        self.timestamp_ms = timestamp_ms or int(time.time() * 1000)
 
-    def _flush_params(self) -> None:
-        if self._pending_params:
-            self.log_params(self._pending_params)
-            self._pending_params = {}
-
-    @_mlflow_errors("cannot log params")
     def log_params(self, values: dict[str, str]) -> None:
         from mlflow.entities import Param
 
@@ -367,121 +201,261 @@ class MlflowLogger:
         for start in range(0, len(params), 100):
             self.client.log_batch(self.run_id, params=params[start : start + 100])
 
-    @_mlflow_errors("cannot set tags")
     def set_tags(self, tags: dict[str, str]) -> None:
         from mlflow.entities import RunTag
 
-        self.client.log_batch(self.run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+        if tags:
+            self.client.log_batch(self.run_id, tags=[RunTag(k, v) for k, v in tags.items()])
 
-    def log_progress(self, history: History) -> None:
-        if time.monotonic() - self._last_flush >= FLUSH_SECONDS:
-            self.log_history(history)
-
-    @_mlflow_errors("cannot log the per-epoch metrics")
-    def log_history(self, history: History) -> None:
-        """The epochs not written yet, as ``train_loss``/``val_loss``/``val_accuracy``
-        with step = epoch, in batches."""
+    def log_curves(self, curves: dict[str, tuple[Any, Any]]) -> None:
+        """Each ``{name: (steps, values)}`` curve as the metric ``name`` with those
+        steps, in batches; NaN points (no validation data) are left out."""
         from mlflow.entities import Metric
 
-        self._flush_params()
-        start, stop = self._epochs_logged, len(history)
-        if stop <= start:
-            return
-        timestamp = int(time.time() * 1000)
-        columns = [np.asarray(getattr(history, key)[start:stop]) for key in HISTORY_HEADER[1:]]
-        epochs = np.asarray(history.epoch[start:stop]).tolist()
-        metrics = []
-        for key, values in zip(HISTORY_HEADER[1:], columns, strict=True):
-            for epoch, value in zip(epochs, values.tolist(), strict=True):
-                if value == value:  # NaN: no validation data
-                    metrics.append(Metric(key, value, timestamp, epoch))
-        self._log_metric_batches(metrics)
-        self._epochs_logged = stop
-        self._last_flush = time.monotonic()
-
-    def _log_metric_batches(self, metrics: list[Any]) -> None:
+        metrics = [
+            Metric(name, value, self.timestamp_ms, step)
+            for name, (steps, values) in curves.items()
+            for step, value in zip(
+                np.asarray(steps).tolist(), np.asarray(values, float).tolist(), strict=True
+            )
+            if value == value
+        ]
         for first in range(0, len(metrics), BATCH_SIZE):
             self.client.log_batch(self.run_id, metrics=metrics[first : first + BATCH_SIZE])
 
-    @_mlflow_errors("cannot log the curves")
-    def log_curves(self, curves: dict[str, tuple[list[int], list[float]]]) -> None:
-        """Each ``{name: (steps, values)}`` curve as the metric ``name`` with those
-        steps, in batches (NaN points are left out, as in :meth:`log_history`)."""
-        from mlflow.entities import Metric
-
-        self._flush_params()
-        timestamp = int(time.time() * 1000)
-        metrics = [
-            Metric(name, float(value), timestamp, int(step))
-            for name, (steps, values) in curves.items()
-            for step, value in zip(steps, values, strict=True)
-            if value == value
-        ]
-        self._log_metric_batches(metrics)
-
-    @_mlflow_errors("cannot log metrics")
     def log_metrics(self, metrics: dict[str, float]) -> None:
         from mlflow.entities import Metric
 
-        self._flush_params()
-        timestamp = int(time.time() * 1000)
         batch = [
-            Metric(key, float(value), timestamp, 0)
+            Metric(key, float(value), self.timestamp_ms, 0)
             for key, value in metrics.items()
             if isinstance(value, int | float | np.number)
         ]
         if batch:
             self.client.log_batch(self.run_id, metrics=batch)
 
-    @_mlflow_errors("cannot log files")
     def log_artifacts(self, paths: list[Path], folder: str | None = None) -> None:
-        self._flush_params()
         for path in paths:
             self.client.log_artifact(self.run_id, str(path), artifact_path=folder)
 
-    @_mlflow_errors("cannot log the model")
-    def log_model(self, model: MLP, model_path: Path) -> None:
-        """Tag the run with the model file's hashes and log it as an MLflow pyfunc
-        (models from code: this package's source plus the weights, no pickle)."""
+    def log_model(self, weights: Path, n_inputs: int, code: Path) -> None:
+        """The weights as an MLflow pyfunc from code (``code`` is the package that
+        trained them, no pickle), with a signature and an input example."""
         import mlflow
         import pandas as pd
         from mlflow.models import ModelSignature
         from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 
-        self.set_tags(_model_tags(file_digests(model_path)))
-        n = model.arch.n_inputs
-        columns = [f"x{i}" for i in range(1, n + 1)]  # pyfunc_model.feature_columns
+        columns = [f"x{i}" for i in range(1, n_inputs + 1)]  # pyfunc_model.feature_columns
         signature = ModelSignature(
             inputs=Schema([ColSpec("double", c) for c in columns]),
             outputs=Schema([ColSpec("double", "probability"), ColSpec("long", "label")]),
             params=ParamSchema([ParamSpec("threshold", "double", 0.5)]),
         )
-        corners = list(itertools.islice(itertools.product((0.0, 1.0), repeat=n), 8))
-        info = mlflow.pyfunc.log_model(
-            name="model",
-            python_model=str(PYFUNC_FILE),
-            artifacts={"weights": str(model_path)},
-            code_paths=[str(PACKAGE_DIR)],
-            signature=signature,
-            input_example=pd.DataFrame(corners, columns=columns),
-            pip_requirements=[
-                f"mlflow=={mlflow.__version__}",
-                f"numpy=={np.__version__}",
-                f"pandas=={pd.__version__}",
-            ],
-        )
+        corners = list(itertools.islice(itertools.product((0.0, 1.0), repeat=n_inputs), 8))
+        # log_model attaches to the active run: resume ours around it.
+        with mlflow.start_run(run_id=self.run_id):
+            info = mlflow.pyfunc.log_model(
+                name="model",
+                python_model=str(code / "pyfunc_model.py"),
+                artifacts={"weights": str(weights)},
+                code_paths=[str(code)],
+                signature=signature,
+                input_example=pd.DataFrame(corners, columns=columns),
+                pip_requirements=[
+                    f"mlflow=={mlflow.__version__}",
+                    f"numpy=={np.__version__}",
+                    f"pandas=={pd.__version__}",
+                ],
+            )
         self.set_tags({"xornet.model_uri": info.model_uri})
 
 
-# ------------------------------------------------------------------ runs
+# ------------------------------------------------------------------ delivering entries
+class Courier:
+    """Delivers outbox entries of one project into MLflow, keeping one session per
+    store and experiment."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self._sessions: dict[tuple[str, str], Session] = {}
+
+    def session(self, header: dict[str, Any]) -> Session:
+        store = header["store"]
+        key = (store["uri"], header["experiment"])
+        if key not in self._sessions:
+            artifact_root = store["artifact_root"]
+            resolved = Store(
+                store["uri"], store["is_server"], Path(artifact_root) if artifact_root else None
+            )
+            self._sessions[key] = open_session(resolved, header["experiment"], self.root)
+        return self._sessions[key]
+
+    def deliver(self, entry: Path) -> str:
+        """Write one entry into MLflow; the id of the run it went to. Raises
+        :class:`DeliveryError` (one line) when it cannot."""
+        try:
+            header = json.loads((entry / ENTRY_FILE).read_text())
+        except (OSError, ValueError) as exc:
+            raise DeliveryError(f"unreadable entry: {_one_line(exc)}") from None
+        if header.get("format") != ENTRY_FORMAT:
+            raise DeliveryError(f"entry format {header.get('format')} is not {ENTRY_FORMAT}")
+        try:
+            session = self.session(header)
+        except (BadInput, Failure) as exc:
+            raise DeliveryError(str(exc)) from None
+        try:
+            _discard_partial_delivery(session, entry)
+            if header["kind"] == "train":
+                return _deliver_training(session, entry, header)
+            return _deliver_attached(session, entry, header)
+        except DeliveryError:
+            raise
+        except Exception as exc:
+            _fail_created_runs(session, entry)
+            raise DeliveryError(f"MLflow ({session.store.uri}): {_one_line(exc)}") from None
+        except BaseException:
+            _fail_created_runs(session, entry, "KILLED")
+            raise
+
+
+def _created_runs(entry: Path) -> list[str]:
+    path = entry / RUNS_FILE
+    return path.read_text().split() if path.is_file() else []
+
+
+def _create_run(
+    session: Session, entry: Path, header: dict[str, Any], tags: dict[str, str], name: str | None
+) -> RunWriter:
+    run = session.client.create_run(
+        session.experiment_id, start_time=header["start_ms"], tags=tags, run_name=name
+    )
+    with open(entry / RUNS_FILE, "a") as handle:  # before anything else goes into it
+        handle.write(run.info.run_id + "\n")
+    return RunWriter(session, run.info.run_id, header["end_ms"])
+
+
+def _fail_created_runs(session: Session, entry: Path, status: str = "FAILED") -> None:
+    for run_id in _created_runs(entry):
+        with contextlib.suppress(Exception):
+            session.client.set_terminated(run_id, status)
+
+
+def _discard_partial_delivery(session: Session, entry: Path) -> None:
+    """Runs an earlier, interrupted delivery of this entry created: ended and deleted."""
+    for run_id in _created_runs(entry):
+        with contextlib.suppress(Exception):
+            if session.client.get_run(run_id).info.status == "RUNNING":
+                session.client.set_terminated(run_id, "FAILED")
+            session.client.delete_run(run_id)
+    (entry / RUNS_FILE).unlink(missing_ok=True)
+
+
+def _results(writer: RunWriter, entry: Path, header: dict[str, Any]) -> None:
+    """The entry's curves, metrics and files."""
+    if header.get("history"):
+        columns = np.load(entry / HISTORY_FILE)
+        epochs = columns[0].astype(np.int64)
+        curves = zip(HISTORY_HEADER[1:], columns[1:], strict=True)
+        writer.log_curves({key: (epochs, values) for key, values in curves})
+    if header.get("metrics"):
+        writer.log_metrics(header["metrics"])
+    by_folder: dict[str | None, list[Path]] = {}
+    for relative, folder in header.get("artifacts") or []:
+        by_folder.setdefault(folder, []).append(entry / relative)
+    for folder, paths in by_folder.items():
+        writer.log_artifacts(paths, folder)
+
+
+def _has_results(header: dict[str, Any]) -> bool:
+    return bool(header.get("history") or header.get("metrics") or header.get("artifacts"))
+
+
+def _end(writer: RunWriter, header: dict[str, Any]) -> None:
+    writer.client.set_terminated(writer.run_id, header["status"], end_time=header["end_ms"])
+
+
+def _deliver_training(session: Session, entry: Path, header: dict[str, Any]) -> str:
+    writer = _create_run(session, entry, header, header["tags"], header.get("run_name"))
+    writer.log_params(header["params"])
+    _results(writer, entry, header)
+    model = header.get("model")
+    if model:
+        writer.log_model(entry / model["weights"], model["n_inputs"], entry / model["code"])
+    _end(writer, header)
+    return writer.run_id
+
+
+def find_training_run(session: Session, model_sha256: str, exp_name: str | None) -> Any | None:
+    """The latest FINISHED run holding the model with this hash, preferring one of the
+    DVC experiment ``exp_name`` (two experiments may train byte-identical models)."""
+    runs = session.client.search_runs(
+        [session.experiment_id],
+        filter_string=f"tags.`{TAG_MODEL}.sha256` = '{model_sha256}' "
+        "and attributes.status = 'FINISHED'",
+        order_by=["attributes.start_time DESC"],
+        max_results=100,
+    )
+    if exp_name:
+        for run in runs:
+            if run.data.tags.get(DVC_TAGS["DVC_EXP_NAME"]) == exp_name:
+                return run
+    return runs[0] if runs else None
+
+
+def _deliver_attached(session: Session, entry: Path, header: dict[str, Any]) -> str:
+    """Into the run that trained the model, or a child of it when that run already
+    holds other values of the section's params (see the module's docstring)."""
+    section, values = header["section"], header["params"]
+    exp_name = header["tags"].get(DVC_TAGS["DVC_EXP_NAME"])
+    found = find_training_run(session, header["model_sha256"], exp_name)
+    if found is not None:
+        logged = found.data.params
+        if all(logged.get(key, value) == value for key, value in values.items()):
+            writer = RunWriter(session, found.info.run_id, header["end_ms"])
+            if _has_results(header):  # a stage that failed early changes nothing
+                writer.log_params({k: v for k, v in values.items() if k not in logged})
+                _results(writer, entry, header)
+            return found.info.run_id  # the run keeps its status: it is the training's
+    tags = dict(header["tags"])
+    inherited: dict[str, str] = {}
+    if found is None:
+        _warn(
+            f"no FINISHED run in MLflow experiment '{session.experiment}' trained the model "
+            f"(sha256 {header['model_sha256'][:12]}); logging {section} to a new run"
+        )
+        run_name = None
+    else:
+        training_id = found.data.tags.get(TAG_TRAINING_RUN, found.info.run_id)
+        tags[TAG_PARENT] = training_id
+        tags[TAG_TRAINING_RUN] = training_id
+        upstream = SECTIONS[: SECTIONS.index(section)] if section in SECTIONS else SECTIONS
+        inherited = {
+            key: value
+            for key, value in found.data.params.items()
+            if key.split(".", 1)[0] in upstream
+        }
+        run_name = f"{found.info.run_name}-{section}"
+    writer = _create_run(session, entry, header, tags, run_name)
+    writer.log_params({**inherited, **values})
+    _results(writer, entry, header)
+    _end(writer, header)
+    return writer.run_id
+
+
+# ------------------------------------------------------------------ the study
 def _warn(message: str) -> None:
     print(f"{Path(sys.argv[0]).stem}: warning: {message}", file=sys.stderr)
+
+
+def _tracking_error(session: Session, what: str, exc: Exception) -> Failure:
+    return Failure(f"MLflow ({session.store.uri}): {what}: {_one_line(exc)}")
 
 
 @contextlib.contextmanager
 def _owned_run(
     session: Session, tags: dict[str, str], run_name: str | None, nested: bool = False
-) -> Iterator[str]:
+) -> Iterator[RunWriter]:
     """Start a run; end it FINISHED, FAILED (exception) or KILLED (Ctrl-C, SIGTERM).
 
     Signals are held while the run starts and while its status is written, and
@@ -503,7 +477,12 @@ def _owned_run(
             except Exception as exc:
                 raise _tracking_error(session, "cannot start a run", exc) from None
             started = True
-        yield run.info.run_id
+        try:
+            yield RunWriter(session, run.info.run_id)
+        except (BadInput, Failure):
+            raise
+        except Exception as exc:
+            raise _tracking_error(session, "cannot log the run", exc) from exc
     except Exception:
         if started:
             _end_run(session, "FAILED", strict=False)
@@ -527,97 +506,12 @@ def _end_run(session: Session, status: str, strict: bool) -> None:
             _warn(f"could not mark the MLflow run {status}: {_one_line(exc)}")
 
 
-def _tracking_error(session: Session, what: str, exc: Exception) -> Failure:
-    return Failure(f"MLflow ({session.store.uri}): {what}: {_one_line(exc)}")
-
-
-@contextlib.contextmanager
-def training_run(params: Params, root: Path, data_paths: list[Path]) -> Iterator[MlflowLogger]:
-    """A new run for the train stage, with the params and tags of what trains."""
-    session = open_session(params, root)
-    tags = context_tags("train")
-    for path in data_paths:
-        if path.is_file():
-            for kind, value in file_digests(path).items():
-                tags[f"{TAG_DATA}.{path.stem}.{kind}"] = value
-    with _owned_run(session, tags, os.environ.get("DVC_EXP_NAME")) as run_id:
-        logger = MlflowLogger(session, run_id)
-        flat = params.flat(TRAINING_SECTIONS)
-        logger.log_params({key: param_value(value) for key, value in flat.items()})
-        yield logger
-
-
-def find_training_run(session: Session, model_sha256: str) -> Any | None:
-    """The latest FINISHED run holding the model with this hash, preferring one of the
-    current DVC experiment (two experiments may train byte-identical models)."""
-    runs = session.client.search_runs(
-        [session.experiment_id],
-        filter_string=f"tags.`{TAG_MODEL}.sha256` = '{model_sha256}' "
-        "and attributes.status = 'FINISHED'",
-        order_by=["attributes.start_time DESC"],
-        max_results=100,
-    )
-    exp_name = os.environ.get("DVC_EXP_NAME")
-    if exp_name:
-        for run in runs:
-            if run.data.tags.get(DVC_TAGS["DVC_EXP_NAME"]) == exp_name:
-                return run
-    return runs[0] if runs else None
-
-
-@contextlib.contextmanager
-def attached_run(
-    params: Params, root: Path, model_path: Path, section: str
-) -> Iterator[MlflowLogger]:
-    """The run that trained ``model_path``, for the ``section`` stage's results; a
-    child of it when it already holds other values of the section's params."""
-    if not model_path.is_file():
-        raise BadInput(f"{model_path}: model file not found")
-    session = open_session(params, root)
-    digests = file_digests(model_path)
-    values = {key: param_value(v) for key, v in params.flat((section,)).items()}
-    try:
-        found = find_training_run(session, digests["sha256"])
-    except Exception as exc:
-        raise _tracking_error(session, "cannot search runs", exc) from None
-    if found is not None:
-        logged = found.data.params
-        if all(logged.get(key, value) == value for key, value in values.items()):
-            missing = {key: value for key, value in values.items() if key not in logged}
-            yield MlflowLogger(session, found.info.run_id, missing)
-            return  # the run keeps its status: it is the training's
-    tags = {**context_tags(section), **_model_tags(digests)}
-    inherited: dict[str, str] = {}
-    if found is None:
-        _warn(
-            f"no FINISHED run in MLflow experiment '{session.experiment}' trained "
-            f"{model_path} (sha256 {digests['sha256'][:12]}); logging {section} to a new run"
-        )
-        run_name = None
-    else:
-        training_id = found.data.tags.get(TAG_TRAINING_RUN, found.info.run_id)
-        tags[TAG_PARENT] = training_id
-        tags[TAG_TRAINING_RUN] = training_id
-        upstream = SECTIONS[: SECTIONS.index(section)] if section in SECTIONS else SECTIONS
-        inherited = {
-            key: value
-            for key, value in found.data.params.items()
-            if key.split(".", 1)[0] in upstream
-        }
-        run_name = f"{found.info.run_name}-{section}"
-    with _owned_run(session, tags, run_name) as run_id:
-        logger = MlflowLogger(session, run_id)
-        logger.log_params({**inherited, **values})
-        yield logger
-
-
-# ------------------------------------------------------------------ the study
-def _log_record(logger: MlflowLogger, record: Any) -> None:
+def _log_record(writer: RunWriter, record: Any) -> None:
     """A :class:`xornet.study.RunRecord`'s params, final metrics and curves."""
-    logger.log_params({key: param_value(value) for key, value in record.params.items()})
-    logger.log_metrics(record.metrics)
+    writer.log_params({key: param_value(value) for key, value in record.params.items()})
+    writer.log_metrics(record.metrics)
     if record.curves:
-        logger.log_curves(record.curves)
+        writer.log_curves(record.curves)
 
 
 def log_study(
@@ -629,19 +523,19 @@ def log_study(
     parent holds the study's params and metrics and the ``artifacts`` under
     ``study/``; each child (tagged ``mlflow.parentRunId``) holds its
     configuration's params, final metrics and curves with step = epoch. Every run
-    carries the stage's context tags. Each run ends FINISHED, FAILED or KILLED like
-    a training run; a child's failure fails the parent too.
+    carries the stage's context tags. Each run ends FINISHED, FAILED or KILLED;
+    a child's failure fails the parent too.
     """
-    session = open_session(params, root)
+    experiment = params.tracking.experiment
+    session = open_session(checked_store(root, experiment), experiment, root)
     context = context_tags("study")
     exp_name = os.environ.get("DVC_EXP_NAME")
     name = f"{exp_name}-{parent.name}" if exp_name else parent.name
-    with _owned_run(session, {**context, **parent.tags}, name) as parent_id:
-        logger = MlflowLogger(session, parent_id)
-        _log_record(logger, parent)
+    with _owned_run(session, {**context, **parent.tags}, name) as writer:
+        _log_record(writer, parent)
         for child in children:
-            tags = {**context, **child.tags, TAG_PARENT: parent_id}
-            with _owned_run(session, tags, child.name, nested=True) as child_id:
-                _log_record(MlflowLogger(session, child_id), child)
+            tags = {**context, **child.tags, TAG_PARENT: writer.run_id}
+            with _owned_run(session, tags, child.name, nested=True) as child_writer:
+                _log_record(child_writer, child)
         if artifacts:
-            logger.log_artifacts(list(artifacts), "study")
+            writer.log_artifacts(list(artifacts), "study")

@@ -1,0 +1,190 @@
+"""The courier: delivers the outbox's entries to MLflow, and the ``xornet-track`` command.
+
+``xornet-track flush``   deliver every pending entry and retry the failed ones,
+                         waiting for a courier already at work; exit 1 if any
+                         entry still cannot be delivered (each named, one line).
+``xornet-track status``  what is pending, what failed and why, whether a
+                         courier is delivering.
+
+Stages start ``python -m xornet.courier deliver --root ROOT`` in the background
+after they enqueue an entry. Only one courier delivers at a time (an exclusive
+lock on ``courier.lock``); a second one exits at once, and the one at work
+looks again after releasing the lock, so no entry is left behind. SIGTERM
+stops a courier between two MLflow calls: the run it was writing ends KILLED
+and its entry stays pending for the next courier, which deletes that run and
+delivers the entry again.
+"""
+
+import contextlib
+import fcntl
+import os
+import shutil
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import click
+
+from xornet.outbox import Outbox
+
+ERROR_FILE = "error.txt"
+
+
+class Stopped(BaseException):
+    """SIGTERM or SIGINT reached the courier."""
+
+
+def _stop(signum: int, frame: Any) -> None:
+    raise Stopped()
+
+
+@contextlib.contextmanager
+def courier_lock(outbox: Outbox, wait: bool, record_pid: bool = True) -> Iterator[bool]:
+    """Hold the outbox's courier lock; yields False (not held) when ``wait`` is off
+    and another courier holds it. The holder's pid is written into the lock file."""
+    outbox.make_dirs()
+    with open(outbox.lock_file, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            if record_pid:  # who is delivering, for `status`
+                handle.truncate(0)
+                handle.write(f"{os.getpid()}\n")
+                handle.flush()
+            yield True
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _log(message: str) -> None:
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+    print(f"{stamp} courier[{os.getpid()}]: {message}", flush=True)
+
+
+def drain(outbox: Outbox, courier: Any) -> list[tuple[Path, str]]:
+    """Deliver pending entries, oldest first, until none is left; entries that fail
+    move to ``failed/``. Returns those failures (entry, one-line error)."""
+    failures = []
+    while entries := outbox.pending():
+        entry = entries[0]
+        try:
+            from xornet.tracking import DeliveryError
+
+            run_id = courier.deliver(entry)
+        except DeliveryError as exc:
+            message = str(exc)
+            (entry / ERROR_FILE).write_text(message + "\n")
+            os.replace(entry, outbox.failed_dir / entry.name)
+            failures.append((entry, message))
+            _log(f"{entry.name}: not delivered: {message}")
+            continue
+        shutil.rmtree(entry)
+        _log(f"{entry.name}: delivered to run {run_id}")
+    return failures
+
+
+def deliver_in_background(root: Path) -> None:
+    """What a stage starts: deliver until the outbox is empty, unless a courier is
+    already at work (it will see this stage's entry: it looks again after it
+    releases the lock)."""
+    from xornet.tracking import Courier
+
+    outbox = Outbox(root)
+    courier = Courier(root)
+    while outbox.pending():
+        with courier_lock(outbox, wait=False) as held:
+            if not held:
+                return
+            drain(outbox, courier)
+
+
+def flush(root: Path) -> list[tuple[Path, str]]:
+    """Retry failed entries and deliver everything pending, waiting for the lock."""
+    from xornet.tracking import Courier
+
+    outbox = Outbox(root)
+    if not outbox.pending() and not outbox.failed():
+        return []
+    with courier_lock(outbox, wait=True):
+        for entry in outbox.failed():  # names keep their original order
+            (entry / ERROR_FILE).unlink(missing_ok=True)
+            os.replace(entry, outbox.pending_dir / entry.name)
+        return drain(outbox, Courier(root))
+
+
+# ------------------------------------------------------------------ the command
+ROOT_OPTION = click.option(
+    "--root",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=".",
+    show_default=True,
+    help="Project root (where params.yaml, mlflow.db and .xornet/ are).",
+)
+
+
+@click.group()
+def main() -> None:
+    """Deliver the runs the stages recorded to MLflow (they do it in the background)."""
+
+
+@main.command("flush")
+@ROOT_OPTION
+def flush_command(root: Path) -> None:
+    """Deliver everything pending and retry failed entries; wait until done."""
+    failures = flush(root.resolve())
+    for entry, message in failures:
+        click.echo(f"xornet-track: error: {entry.name}: {message}", err=True)
+    if failures:
+        sys.exit(1)
+
+
+@main.command("status")
+@ROOT_OPTION
+def status_command(root: Path) -> None:
+    """Show pending and failed entries and whether a courier is delivering."""
+    outbox = Outbox(root.resolve())
+    courier = "idle"
+    if outbox.path.is_dir():
+        with courier_lock(outbox, wait=False, record_pid=False) as held:
+            if not held:
+                courier = f"delivering (pid {outbox.lock_file.read_text().strip()})"
+    pending, failed = outbox.pending(), outbox.failed()
+    click.echo(f"pending: {len(pending)}  failed: {len(failed)}  courier: {courier}")
+    for entry in failed:
+        error = entry / ERROR_FILE
+        reason = error.read_text().strip() if error.is_file() else "?"
+        click.echo(f"failed {entry.name}: {reason}")
+
+
+@main.command("deliver", hidden=True)
+@ROOT_OPTION
+def deliver_command(root: Path) -> None:
+    """Deliver pending entries unless another courier is at work (started by stages)."""
+    deliver_in_background(root.resolve())
+
+
+def run() -> None:
+    """Entry point: SIGTERM/SIGINT stop delivery cleanly (exit 143/130)."""
+    signal.signal(signal.SIGTERM, _stop)
+    try:
+        main.main(standalone_mode=False)
+    except click.ClickException as exc:
+        click.echo(f"xornet-track: error: {exc.format_message()}", err=True)
+        sys.exit(2)
+    except Stopped:
+        click.echo("xornet-track: terminated; undelivered entries stay pending", err=True)
+        sys.exit(143)
+    except (KeyboardInterrupt, click.exceptions.Abort):
+        click.echo("xornet-track: interrupted; undelivered entries stay pending", err=True)
+        sys.exit(130)
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    run()
