@@ -194,7 +194,7 @@ def test_a_failing_child_fails_its_parent_and_an_interrupt_kills_both(
         curves_fail_in_second_child(MlflowException("database is locked")),
     )
     failing = with_experiment(params, "study-fails")
-    with pytest.raises(Failure, match="cannot log the curves: database is locked"):
+    with pytest.raises(Failure, match="cannot log the run: database is locked"):
         cli.study_run(failing, root, found, files)
     (parent,), children = split(runs_in(root, "study-fails"))
     assert parent.info.status == "FAILED"

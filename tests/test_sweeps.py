@@ -6,8 +6,17 @@ from pathlib import Path
 
 import pytest
 
-from conftest import base_env, exp_rows, make_clone, queue_workers, run, set_params, wait_for_queue
-from xornet.tracking import param_value
+from conftest import (
+    base_env,
+    exp_rows,
+    make_clone,
+    queue_workers,
+    run,
+    set_params,
+    wait_for_delivery,
+    wait_for_queue,
+)
+from xornet.outbox import param_value
 
 pytestmark = pytest.mark.slow
 
@@ -29,6 +38,7 @@ def test_queued_grid_agrees_in_dvc_exp_show_and_mlflow(tmp_path: Path):
     run(["dvc", "exp", "run", "--queue", *SWEEP], repo, env)
     with queue_workers(repo, env, jobs=2):
         wait_for_queue(repo, timeout=300)
+        wait_for_delivery(repo)
     status = run(["dvc", "queue", "status"], repo).stdout
     assert "Failed" not in status, status
 

@@ -25,6 +25,7 @@ from conftest import (
     queue_workers,
     run,
     set_params,
+    wait_for_delivery,
     wait_for_queue,
 )
 
@@ -108,6 +109,7 @@ def reproduced(tmp_path_factory) -> Path:
     """`dvc repro` with tracking on, in a fresh clone."""
     repo = short_clone(tmp_path_factory.mktemp("tracked") / "xornet")
     run(["dvc", "repro"], repo, tracked_env())
+    wait_for_delivery(repo)  # the courier the stages started
     return repo
 
 
@@ -136,6 +138,7 @@ def test_repro_on_a_fresh_clone_records_exactly_one_complete_run(reproduced, tmp
     run(["dvc", "repro"], plain)
     assert (plain / "dvc.lock").read_bytes() == (reproduced / "dvc.lock").read_bytes()
     assert not (plain / "mlflow.db").exists()
+    assert not (plain / ".xornet").exists()
 
 
 def free_port() -> int:
@@ -278,6 +281,7 @@ def test_queued_sweep_with_two_workers_lands_in_the_root_store(reproduced):
     run(["dvc", "exp", "run", "--queue", *RATES], reproduced, env)
     with queue_workers(reproduced, env, jobs=2):
         wait_for_queue(reproduced)
+        wait_for_delivery(reproduced)
     new = check_sweep(c, reproduced, before)
     # The artifacts are under the project root, not in the deleted temporary copies.
     experiment = c.get_experiment_by_name("xornet")
@@ -310,6 +314,7 @@ def test_pipeline_and_a_queued_sweep_against_a_real_tracking_server(tmp_path):
         wait_http(f"{uri}/health", server)
         repo = short_clone(tmp_path / "xornet")
         run(["dvc", "repro"], repo, tracked_env(MLFLOW_TRACKING_URI=uri))
+        wait_for_delivery(repo)
         c = client(uri)
         (only,) = training_runs(c)
         assert c.get_experiment(only.info.experiment_id).name == "xornet"
@@ -321,6 +326,7 @@ def test_pipeline_and_a_queued_sweep_against_a_real_tracking_server(tmp_path):
         run(["dvc", "exp", "run", "--queue", *RATES], repo, base_env())
         with queue_workers(repo, tracked_env(MLFLOW_TRACKING_URI=uri), jobs=2):
             wait_for_queue(repo)
+            wait_for_delivery(repo)
         check_sweep(c, repo, before)
         assert not (repo / "mlflow.db").exists()
         assert not (repo / "mlruns").exists()

@@ -37,9 +37,9 @@ HISTORY_HEADER = ("epoch", "train_loss", "val_loss", "val_accuracy")
 class RunLogger(Protocol):
     """What a stage reports to experiment tracking.
 
-    ``log_progress`` is called during training with the history so far and may
-    write the new epochs (the MLflow logger does so every few seconds, in
-    batches); ``log_history`` writes whatever is left once training is done.
+    ``log_progress`` is called during training with the history so far (so an
+    interrupted training still has its epochs recorded); ``log_history`` with
+    the whole history once training is done.
     """
 
     def log_progress(self, history: History) -> None: ...
