@@ -49,8 +49,9 @@ def main(
     Reads TRAIN-DATA, TEST-DATA (validation) and params `model`, `train`,
     `tracking`. Writes MODEL-OUT (weights + architecture, .npz), SNAPSHOTS-OUT
     (weights every train.snapshot_every epochs), HISTORY-OUT (epoch, train_loss,
-    val_loss, val_accuracy) and METRICS-OUT (final metrics, JSON). Logs an
-    MLflow run unless tracking is off (tracking.enabled or XORNET_TRACKING=0).
+    val_loss, val_accuracy) and METRICS-OUT (final metrics, JSON). Records an
+    MLflow run unless tracking is off (tracking.enabled or XORNET_TRACKING=0);
+    a background courier delivers it (`xornet-track flush` waits for it).
     """
     params = cli.load(params_path, overrides, preset)
     outputs = pipeline.TrainOutputs(model_out, history_out, metrics_out, snapshots_out)

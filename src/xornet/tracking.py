@@ -253,7 +253,9 @@ class RunWriter:
             params=ParamSchema([ParamSpec("threshold", "double", 0.5)]),
         )
         corners = list(itertools.islice(itertools.product((0.0, 1.0), repeat=n_inputs), 8))
-        # log_model attaches to the active run: resume ours around it.
+        # log_model attaches to the active run: resume ours around it, in its store
+        # (a courier may deliver entries for several stores).
+        mlflow.set_tracking_uri(self.session.store.uri)
         with mlflow.start_run(run_id=self.run_id):
             info = mlflow.pyfunc.log_model(
                 name="model",
