@@ -210,6 +210,23 @@ def end_processes_in(repo: Path, wait: float = 10) -> list[int]:
     return processes_in(repo)
 
 
+@pytest.fixture(autouse=True)
+def no_courier_left_running(tmp_path_factory) -> Iterator[None]:
+    """After every test, no background courier may still run in a test's folders: a
+    test that records runs waits for their delivery (:func:`wait_for_delivery`)."""
+    yield
+    base = tmp_path_factory.getbasetemp()
+    left = courier_processes(base)
+    deadline = time.monotonic() + 60
+    while left and time.monotonic() < deadline:
+        time.sleep(0.2)
+        left = courier_processes(base)
+    for pid in left:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    assert not left, f"courier processes still running after the test: {left}"
+
+
 @contextlib.contextmanager
 def queue_workers(repo: Path, env: dict[str, str], jobs: int) -> Iterator[None]:
     """`dvc queue start -j JOBS` with ``env`` (what the workers and the stages they

@@ -381,6 +381,9 @@ def test_an_undeliverable_run_waits_in_failed_until_flush_delivers_it(repo):
     status = track(repo, "status").stdout
     assert "pending: 0  failed: 1  courier: idle" in status
     assert f"failed {entry.name}: cannot use MLflow tracking store" in status
+    # Without --root, from a subfolder: the nearest folder holding dvc.yaml.
+    xornet_track = str(Path(sys.executable).parent / "xornet-track")
+    assert run([xornet_track, "status"], repo / "models").stdout == status
     retry = track(repo, "flush", check=False)
     assert retry.returncode == 1
     (line,) = retry.stderr.splitlines()

@@ -119,12 +119,26 @@ def flush(root: Path) -> list[tuple[Path, str]]:
 
 
 # ------------------------------------------------------------------ the command
+def find_root(root: Path | None) -> Path:
+    """``root`` when given; else ``DVC_ROOT`` when set, else the nearest folder from the
+    current one up holding ``dvc.yaml``, else the current folder."""
+    if root is not None:
+        return root.resolve()
+    if os.environ.get("DVC_ROOT"):
+        return Path(os.environ["DVC_ROOT"]).resolve()
+    start = Path.cwd().resolve()
+    for folder in (start, *start.parents):
+        if (folder / "dvc.yaml").is_file():
+            return folder
+    return start
+
+
 ROOT_OPTION = click.option(
     "--root",
     type=click.Path(file_okay=False, path_type=Path),
-    default=".",
-    show_default=True,
-    help="Project root (where params.yaml, mlflow.db and .xornet/ are).",
+    default=None,
+    help="Project root (where mlflow.db and .xornet/ are); default: the nearest folder "
+    "holding dvc.yaml, from the current one up.",
 )
 
 
@@ -135,9 +149,9 @@ def main() -> None:
 
 @main.command("flush")
 @ROOT_OPTION
-def flush_command(root: Path) -> None:
+def flush_command(root: Path | None) -> None:
     """Deliver everything pending and retry failed entries; wait until done."""
-    failures = flush(root.resolve())
+    failures = flush(find_root(root))
     for entry, message in failures:
         click.echo(f"xornet-track: error: {entry.name}: {message}", err=True)
     if failures:
@@ -146,9 +160,9 @@ def flush_command(root: Path) -> None:
 
 @main.command("status")
 @ROOT_OPTION
-def status_command(root: Path) -> None:
+def status_command(root: Path | None) -> None:
     """Show pending and failed entries and whether a courier is delivering."""
-    outbox = Outbox(root.resolve())
+    outbox = Outbox(find_root(root))
     courier = "idle"
     if outbox.path.is_dir():
         with courier_lock(outbox, wait=False, record_pid=False) as held:
@@ -164,9 +178,9 @@ def status_command(root: Path) -> None:
 
 @main.command("deliver", hidden=True)
 @ROOT_OPTION
-def deliver_command(root: Path) -> None:
+def deliver_command(root: Path | None) -> None:
     """Deliver pending entries unless another courier is at work (started by stages)."""
-    deliver_in_background(root.resolve())
+    deliver_in_background(find_root(root))
 
 
 def run() -> None:

@@ -56,6 +56,7 @@ CODE_DIR = "code"  # the package that trained the model, for the pyfunc model
 STORE_FILE = "mlflow.db"
 ARTIFACTS_DIR = "mlruns"
 DATABASE_SCHEMES = {"postgresql", "mysql", "mssql", "databricks"}  # "+driver" allowed
+LOG_LIMIT = 1 << 20  # bytes of courier.log before it is rotated to courier.log.1
 PROBE_TIMEOUT = 5.0  # seconds for GET <server>/health before the stage computes anything
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -310,6 +311,8 @@ class Outbox:
         env["PYTHONPATH"] = os.pathsep.join(
             p for p in (str(library), env.get("PYTHONPATH", "")) if p
         )
+        if self.log_file.is_file() and self.log_file.stat().st_size > LOG_LIMIT:
+            os.replace(self.log_file, self.log_file.with_suffix(".log.1"))
         with open(self.log_file, "ab") as log:
             subprocess.Popen(
                 [sys.executable, "-m", "xornet.courier", "deliver", "--root", str(self.root)],
