@@ -377,17 +377,22 @@ def test_an_undeliverable_run_waits_in_failed_until_flush_delivers_it(repo):
     env = tracked_env(MLFLOW_TRACKING_URI="sqlite:///broken.db")
     stage(repo, "train", f"train.epochs={EPOCHS}", env=env)  # the stage itself succeeds
     courier_done(repo)
-    (entry,) = Outbox(repo).failed()
+    stage(repo, "evaluate", env=env)
+    courier_done(repo)
+    entry, evaluation = Outbox(repo).failed()
     status = track(repo, "status").stdout
-    assert "pending: 0  failed: 1  courier: idle" in status
+    assert "pending: 0  failed: 2  courier: idle" in status
     assert f"failed {entry.name}: cannot use MLflow tracking store" in status
+    # The evaluation is kept back with its training run, not logged to a run of its own.
+    assert f"failed {evaluation.name}: waits for its training run (entry {entry.name}" in status
     # Without --root, from a subfolder: the nearest folder holding dvc.yaml.
     xornet_track = str(Path(sys.executable).parent / "xornet-track")
     assert run([xornet_track, "status"], repo / "models").stdout == status
     retry = track(repo, "flush", check=False)
     assert retry.returncode == 1
-    (line,) = retry.stderr.splitlines()
-    assert line.startswith(f"xornet-track: error: {entry.name}: cannot use MLflow tracking store")
+    first, second = retry.stderr.splitlines()
+    assert first.startswith(f"xornet-track: error: {entry.name}: cannot use MLflow tracking store")
+    assert second.startswith(f"xornet-track: error: {evaluation.name}: waits for its training")
     broken.unlink()  # the store is fixed: the next flush delivers
     track(repo, "flush")
     assert not Outbox(repo).failed() and not Outbox(repo).pending()
@@ -397,6 +402,7 @@ def test_an_undeliverable_run_waits_in_failed_until_flush_delivers_it(repo):
     (delivered,) = c.search_runs([c.get_experiment_by_name("xornet").experiment_id])
     assert delivered.info.status == "FINISHED"
     assert delivered.data.params["train.epochs"] == str(EPOCHS)
+    assert "test_accuracy" in delivered.data.metrics  # the evaluation attached to it
 
 
 @slow

@@ -17,6 +17,7 @@ delivers the entry again.
 
 import contextlib
 import fcntl
+import json
 import os
 import shutil
 import signal
@@ -28,7 +29,7 @@ from typing import Any
 
 import click
 
-from xornet.outbox import Outbox
+from xornet.outbox import ENTRY_FILE, TAG_MODEL, Outbox
 
 ERROR_FILE = "error.txt"
 
@@ -67,22 +68,55 @@ def _log(message: str) -> None:
     print(f"{stamp} courier[{os.getpid()}]: {message}", flush=True)
 
 
+def _header(entry: Path) -> dict[str, Any]:
+    try:
+        return json.loads((entry / ENTRY_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def waiting_for(entry: Path, failed: list[Path]) -> Path | None:
+    """The failed training entry of the model an evaluate/plot ``entry`` belongs to, if
+    there is one: such an entry waits beside it, so that a retry delivers the training
+    run first and the results attach to it instead of to a run of their own."""
+    header = _header(entry)
+    if header.get("kind") != "attach":
+        return None
+    for other in failed:
+        trained = _header(other)
+        if trained.get("kind") == "train" and trained.get("tags", {}).get(
+            f"{TAG_MODEL}.sha256"
+        ) == header.get("model_sha256"):
+            return other
+    return None
+
+
+def _set_aside(outbox: Outbox, entry: Path, message: str) -> None:
+    (entry / ERROR_FILE).write_text(message + "\n")
+    os.replace(entry, outbox.failed_dir / entry.name)
+    _log(f"{entry.name}: not delivered: {message}")
+
+
 def drain(outbox: Outbox, courier: Any) -> list[tuple[Path, str]]:
     """Deliver pending entries, oldest first, until none is left; entries that fail
-    move to ``failed/``. Returns those failures (entry, one-line error)."""
+    (or wait for a training entry that failed) move to ``failed/``. Returns those
+    (entry, one-line reason)."""
+    from xornet.tracking import DeliveryError
+
     failures = []
     while entries := outbox.pending():
         entry = entries[0]
+        training = waiting_for(entry, outbox.failed())
+        if training is not None:
+            message = f"waits for its training run (entry {training.name}, not delivered)"
+            _set_aside(outbox, entry, message)
+            failures.append((entry, message))
+            continue
         try:
-            from xornet.tracking import DeliveryError
-
             run_id = courier.deliver(entry)
         except DeliveryError as exc:
-            message = str(exc)
-            (entry / ERROR_FILE).write_text(message + "\n")
-            os.replace(entry, outbox.failed_dir / entry.name)
-            failures.append((entry, message))
-            _log(f"{entry.name}: not delivered: {message}")
+            _set_aside(outbox, entry, str(exc))
+            failures.append((entry, str(exc)))
             continue
         shutil.rmtree(entry)
         _log(f"{entry.name}: delivered to run {run_id}")
