@@ -1,9 +1,10 @@
 """One function per pipeline stage: load inputs, make one library call, write outputs.
 
 Stage functions take validated :class:`~xornet.params.Params`, explicit paths
-and a :class:`RunLogger` (MLflow when tracking is on, :class:`NullLogger`
-otherwise). Every output is written atomically, after the computation has
-succeeded, so a failing stage leaves the previous outputs untouched.
+and a :class:`RunLogger` (the outbox recorder of :mod:`xornet.outbox` when
+tracking is on, :class:`NullLogger` otherwise). Every output is written
+atomically, after the computation has succeeded, so a failing stage leaves the
+previous outputs untouched.
 """
 
 import contextlib
