@@ -3,13 +3,15 @@ stage can end, and the order entries wait in. (Delivery by the real courier into
 MLflow stores is tested in tests/test_tracking.py and tests/test_tracking_dvc.py.)"""
 
 import json
+import os
+import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from conftest import REPO_ROOT
-from xornet import outbox
+from xornet import courier, outbox
 from xornet.model import MLP, Architecture
 from xornet.params import load_params
 from xornet.train import History
@@ -129,3 +131,16 @@ def test_a_deleted_experiment_is_refused_before_the_stage_computes(tmp_path, par
     with refused, outbox.training_run(params, tmp_path, []):
         pytest.fail("the stage ran")
     assert not outbox.Outbox(tmp_path).pending() and not couriers
+
+
+def test_staging_folders_of_dead_stages_are_swept(tmp_path):
+    box = outbox.Outbox(tmp_path)
+    box.make_dirs()
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    abandoned = box.staging / f"{dead.pid}-1"
+    recording = box.staging / f"{os.getpid()}-2"  # this process is alive: still recording
+    for folder in (abandoned, recording):
+        folder.mkdir()
+    assert courier.sweep_abandoned(box) == [abandoned]
+    assert not abandoned.exists() and recording.is_dir()

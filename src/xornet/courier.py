@@ -123,6 +123,25 @@ def drain(outbox: Outbox, courier: Any) -> list[tuple[Path, str]]:
     return failures
 
 
+def sweep_abandoned(outbox: Outbox) -> list[Path]:
+    """Remove staging folders of stages that died without closing them (SIGKILL, power
+    loss): a folder is named ``<pid>-<time>`` after the stage that records into it."""
+    removed = []
+    for folder in outbox.staging.iterdir() if outbox.staging.is_dir() else ():
+        pid = folder.name.split("-", 1)[0]
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+            _log(f"removed {folder.name}: its stage (pid {pid}) ended without recording")
+        except PermissionError:  # alive, another user's
+            pass
+    return removed
+
+
 def deliver_in_background(root: Path) -> None:
     """What a stage starts: deliver until the outbox is empty, unless a courier is
     already at work (it will see this stage's entry: it looks again after it
@@ -135,6 +154,7 @@ def deliver_in_background(root: Path) -> None:
         with courier_lock(outbox, wait=False) as held:
             if not held:
                 return
+            sweep_abandoned(outbox)
             drain(outbox, courier)
 
 
@@ -143,6 +163,7 @@ def flush(root: Path) -> list[tuple[Path, str]]:
     from xornet.tracking import Courier
 
     outbox = Outbox(root)
+    sweep_abandoned(outbox)
     if not outbox.pending() and not outbox.failed():
         return []
     with courier_lock(outbox, wait=True):
