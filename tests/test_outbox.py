@@ -5,6 +5,7 @@ MLflow stores is tested in tests/test_tracking.py and tests/test_tracking_dvc.py
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -144,3 +145,22 @@ def test_staging_folders_of_dead_stages_are_swept(tmp_path):
         folder.mkdir()
     assert courier.sweep_abandoned(box) == [abandoned]
     assert not abandoned.exists() and recording.is_dir()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["flush", "--root=README.md"], "Invalid value for '--root'"),
+        (["deliver-everything"], "No such command 'deliver-everything'"),
+        (["status", "--verbose"], "No such option '--verbose'"),
+    ],
+)
+def test_xornet_track_bad_usage_is_one_line_exit_2(args, message):
+    xornet_track = Path(sys.executable).parent / "xornet-track"
+    proc = subprocess.run(
+        [str(xornet_track), *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 2
+    (line,) = proc.stderr.splitlines()
+    assert line.startswith("xornet-track: error: ") and message in line
+    assert proc.stdout == ""
