@@ -196,18 +196,18 @@ def test_stage_writes_every_output_and_reports_bad_grids_in_one_line(tmp_path):
     assert {p.name: p.read_bytes() for p in (tmp_path / "study").iterdir()} == before
 
 
-def test_study_run_logs_parent_and_children_only_when_tracking_is_on(monkeypatch):
-    """cli.study_run: nothing (not even the tracking module) when tracking is off; else
-    tracking.log_study with the run records."""
+def test_study_run_records_parent_and_children_only_when_tracking_is_on(monkeypatch):
+    """cli.study_run: nothing (not even the outbox module) when tracking is off; else
+    outbox.study_run with the run records."""
     import types
 
     import xornet
     from xornet import cli
 
     calls = []
-    fake = types.SimpleNamespace(log_study=lambda *args: calls.append(args))
-    monkeypatch.setitem(sys.modules, "xornet.tracking", fake)
-    monkeypatch.setattr(xornet, "tracking", fake, raising=False)
+    fake = types.SimpleNamespace(study_run=lambda *args: calls.append(args))
+    monkeypatch.setitem(sys.modules, "xornet.outbox", fake)
+    monkeypatch.setattr(xornet, "outbox", fake, raising=False)
     params = small("study.grid={model.hidden: [[2], [4]]}", "train.epochs=20")
     results = study.run_study(params)
     root, files = Path("/project"), [Path("study/summary.csv")]

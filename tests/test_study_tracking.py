@@ -1,7 +1,9 @@
-"""The convergence study in MLflow (tracking.log_study), against a real SQLite store:
-one parent run with a child run per configuration, curves with steps, files under
-``study/``; FAILED / KILLED on faults, nothing left RUNNING; a dead server fails fast.
-The last test drives it through the real stage command (cli's study hook)."""
+"""The convergence study in MLflow, against a real SQLite store: recorded by
+cli.study_run, delivered by the real courier as one parent run with a child run per
+configuration, curves with steps, files under ``study/``; a delivery that fails or is
+interrupted leaves FAILED / KILLED runs, nothing RUNNING, and its retry delivers the
+study once; a dead server fails fast. The last test drives it through the real stage
+command (cli's study hook)."""
 
 import json
 import math
@@ -12,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO_ROOT, base_env, make_clone, run, set_params
-from xornet import cli, study, tracking
+from conftest import REPO_ROOT, base_env, make_clone, run, set_params, wait_for_delivery
+from xornet import cli, courier, outbox, study, tracking
 from xornet.cli import Failure
 from xornet.params import load_params
 
@@ -107,6 +109,7 @@ def test_study_logs_one_finished_parent_and_a_child_per_configuration(results, r
     params = with_experiment(params, "study-ok")
     files = outputs(params, found, tmp_path / "study")
     cli.study_run(params, root, found, files)
+    wait_for_delivery(root)  # by the courier study_run started
 
     runs = runs_in(root, "study-ok")
     (parent,), children = split(runs)
@@ -165,11 +168,14 @@ def test_study_logs_one_finished_parent_and_a_child_per_configuration(results, r
     assert experiment.artifact_location == (root / "mlruns" / "study-ok").as_uri()
 
 
-def test_a_failing_child_fails_its_parent_and_an_interrupt_kills_both(
+def test_a_failed_or_interrupted_delivery_ends_its_runs_and_the_retry_delivers_once(
     results, root, env, monkeypatch, tmp_path
 ):
+    """Delivered in this process (no courier started), with MLflow failing inside the
+    second child's curves: first an error, then Ctrl-C."""
     params, found = results
     files = outputs(params, found, tmp_path / "study")
+    monkeypatch.setattr(outbox.Outbox, "start_courier", lambda self: None)
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
@@ -186,34 +192,38 @@ def test_a_failing_child_fails_its_parent_and_an_interrupt_kills_both(
 
         return log_batch
 
-    # An MLflow error inside the second child: a one-line Failure, that child and
-    # the parent FAILED, the first child FINISHED, no further child started.
+    def statuses(experiment: str) -> tuple[str, list[str]]:
+        (parent,), children = split(runs_in(root, experiment))
+        return parent.info.status, sorted(r.info.status for r in children)
+
+    # An MLflow error inside the second child: the entry moves to failed/ with one
+    # line; that child and the parent FAILED, the first child FINISHED, no third.
     monkeypatch.setattr(
         MlflowClient,
         "log_batch",
         curves_fail_in_second_child(MlflowException("database is locked")),
     )
-    failing = with_experiment(params, "study-fails")
-    with pytest.raises(Failure, match="cannot log the run: database is locked"):
-        cli.study_run(failing, root, found, files)
-    (parent,), children = split(runs_in(root, "study-fails"))
-    assert parent.info.status == "FAILED"
-    assert [r.info.status for r in children] == ["FINISHED", "FAILED"]
-    assert not client(root).list_artifacts(parent.info.run_id)
+    cli.study_run(with_experiment(params, "study-fails"), root, found, files)
+    ((entry, message),) = courier.flush(root)
+    assert message.endswith("database is locked") and "\n" not in message
+    assert statuses("study-fails") == ("FAILED", ["FAILED", "FINISHED"])
+    # MLflow works again: the retry deletes the partial runs and delivers the study once.
+    monkeypatch.setattr(MlflowClient, "log_batch", original)
+    assert courier.flush(root) == []
+    assert statuses("study-fails") == ("FINISHED", ["FINISHED"] * 4)
 
-    # Ctrl-C inside the second child: it and the parent KILLED.
+    # Ctrl-C inside the second child: it and the parent KILLED, the entry kept pending.
     curve_runs.clear()
     monkeypatch.setattr(MlflowClient, "log_batch", curves_fail_in_second_child(KeyboardInterrupt()))
-    killed = with_experiment(params, "study-killed")
+    cli.study_run(with_experiment(params, "study-killed"), root, found, files)
     with pytest.raises(KeyboardInterrupt):
-        cli.study_run(killed, root, found, files)
-    (parent,), children = split(runs_in(root, "study-killed"))
-    assert parent.info.status == "KILLED"
-    assert [r.info.status for r in children] == ["FINISHED", "KILLED"]
-
-    import mlflow
-
-    assert mlflow.active_run() is None
+        courier.flush(root)
+    assert statuses("study-killed") == ("KILLED", ["FINISHED", "KILLED"])
+    assert len(outbox.Outbox(root).pending()) == 1
+    monkeypatch.setattr(MlflowClient, "log_batch", original)
+    assert courier.flush(root) == []
+    assert statuses("study-killed") == ("FINISHED", ["FINISHED"] * 4)
+    assert not outbox.Outbox(root).pending() and not outbox.Outbox(root).failed()
     c = client(root)
     ids = [e.experiment_id for e in c.search_experiments()]
     assert not c.search_runs(ids, filter_string="attributes.status = 'RUNNING'")
@@ -242,6 +252,7 @@ def test_study_stage_logs_through_the_cli_hook(tmp_path):
         repo,
         base_env(XORNET_TRACKING="1"),
     )
+    wait_for_delivery(repo)
     assert proc.stdout.count("study: hidden=") == 4
     assert "not logged" not in proc.stderr
     runs = runs_in(repo, "xornet")

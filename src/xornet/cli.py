@@ -180,17 +180,17 @@ def attached_run(params: Params, root: Path, model_path: Path, section: str) -> 
 def study_run(
     params: Params, root: Path, results: "list[ConfigResult]", artifacts: list[Path]
 ) -> None:
-    """Log a convergence study: one parent run, one child run per configuration.
+    """Record a convergence study for MLflow: one parent run, one child run per
+    configuration, delivered in the background like every run (:mod:`xornet.outbox`).
 
-    Does nothing (and imports no MLflow) when tracking is off. Otherwise
-    :func:`xornet.study.run_records` gives the parent and child records
-    (params, final metrics, stepped curves, tags) and
-    :func:`xornet.tracking.log_study` logs them.
+    Does nothing when tracking is off. Otherwise :func:`xornet.study.run_records`
+    gives the parent and child records (params, final metrics, stepped curves,
+    tags) and :func:`xornet.outbox.study_run` records them.
     """
     if not tracking_enabled(params):
         return
-    from xornet import tracking
+    from xornet import outbox
     from xornet.study import run_records
 
     parent, children = run_records(params, results)
-    tracking.log_study(params, root, parent, children, artifacts)
+    outbox.study_run(params, root, parent, children, artifacts)

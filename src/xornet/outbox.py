@@ -336,7 +336,9 @@ def _entries(folder: Path) -> list[Path]:
 class Header:
     """What ``entry.json`` says about the run to create or attach to."""
 
-    kind: str  # "train": a new run; "attach": results for the run that trained a model
+    # "train": a new run; "attach": results for the run that trained a model;
+    # "study": a parent run and its children
+    kind: str
     stage: str
     experiment: str
     store: dict[str, Any]
@@ -353,6 +355,7 @@ class Header:
     history: str | None = None
     artifacts: list[tuple[str, str | None]] | None = None
     model: dict[str, Any] | None = None
+    children: list[dict[str, Any]] | None = None  # study: a child run per configuration
     format: int = ENTRY_FORMAT
 
 
@@ -381,7 +384,7 @@ class Recorder:
     def log_metrics(self, metrics: dict[str, float]) -> None:
         assert self.header.metrics is not None
         for key, value in metrics.items():
-            if isinstance(value, int | float | np.number):
+            if _is_number(value):
                 self.header.metrics[key] = float(value)
 
     def log_artifacts(self, paths: list[Path], folder: str | None = None) -> None:
@@ -407,6 +410,31 @@ class Recorder:
             "code": (Path(CODE_DIR) / PACKAGE_DIR.name).as_posix(),
         }
 
+    def log_child(
+        self,
+        name: str,
+        tags: dict[str, str],
+        params: dict[str, str],
+        metrics: dict[str, float],
+        curves: dict[str, tuple[Any, Any]],
+    ) -> None:
+        """A child run (a study configuration): params, final metrics and curves as
+        ``{name: (steps, values)}`` with steps = epochs."""
+        if self.header.children is None:
+            self.header.children = []
+        self.header.children.append(
+            {
+                "name": name,
+                "tags": tags,
+                "params": params,
+                "metrics": {k: float(v) for k, v in metrics.items() if _is_number(v)},
+                "curves": {
+                    key: [np.asarray(steps).tolist(), np.asarray(values, float).tolist()]
+                    for key, (steps, values) in curves.items()
+                },
+            }
+        )
+
     def close(self, status: str, error: str | None = None) -> None:
         """Write ``entry.json`` (and the history) with the run's final status."""
         if self._history is not None and len(self._history):
@@ -418,6 +446,10 @@ class Recorder:
         self.header.end_ms = int(time.time() * 1000)
         text = json.dumps(asdict(self.header), indent=1, sort_keys=True)
         (self.folder / ENTRY_FILE).write_text(text + "\n")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float | np.number)
 
 
 @contextlib.contextmanager
@@ -507,3 +539,39 @@ def attached_run(params: Params, root: Path, model_path: Path, section: str) -> 
     )
     with _recorded(root, header) as recorder:
         yield recorder
+
+
+def study_run(
+    params: Params, root: Path, parent: Any, children: list[Any], artifacts: list[Path]
+) -> None:
+    """Record the convergence study: one parent run with a child run per configuration.
+
+    ``parent`` and ``children`` are :class:`xornet.study.RunRecord` objects. The
+    parent holds the study's params and metrics and the ``artifacts`` under
+    ``study/``; each child (tagged ``mlflow.parentRunId`` when delivered) holds its
+    configuration's params, final metrics and curves with step = epoch. Every run
+    carries the stage's context tags.
+    """
+    store = checked_store(root, params.tracking.experiment)
+    context = context_tags("study")
+    exp_name = os.environ.get("DVC_EXP_NAME")
+    header = _header(
+        params,
+        "study",
+        "study",
+        store,
+        tags={**context, **parent.tags},
+        params={key: param_value(value) for key, value in parent.params.items()},
+        run_name=f"{exp_name}-{parent.name}" if exp_name else parent.name,
+    )
+    with _recorded(root, header) as recorder:
+        recorder.log_metrics(parent.metrics)
+        recorder.log_artifacts(list(artifacts), "study")
+        for child in children:
+            recorder.log_child(
+                child.name,
+                {**context, **child.tags},
+                {key: param_value(value) for key, value in child.params.items()},
+                child.metrics,
+                child.curves,
+            )

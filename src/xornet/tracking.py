@@ -1,9 +1,8 @@
 """MLflow tracking — the one module that imports MLflow.
 
 The stages record their runs into the project's outbox (:mod:`xornet.outbox`);
-the courier (:mod:`xornet.courier`) hands each entry to :func:`deliver`,
-which writes it into MLflow. Only the study stage logs directly
-(:func:`log_study`).
+the courier (:mod:`xornet.courier`) hands each entry to :class:`Courier`,
+which writes it into MLflow.
 
 Where runs go
     The store each entry names: ``MLFLOW_TRACKING_URI`` of the stage that
@@ -32,12 +31,18 @@ Evaluate and plot attach to that run
     no run's params ever misdescribe the metrics it holds, and MLflow never
     sees a param change.
 
+The convergence study
+    A study entry becomes a parent run (the study's params, best success rate,
+    its files under ``study/``) with a child run per configuration (params,
+    final metrics, curves with step = epoch), in the same experiment, tagged
+    ``xornet.stage=study`` so they never pass for training runs.
+
 Faults
     A run ends with the status its stage ended with (FINISHED, FAILED,
-    KILLED). A delivery that fails part-way marks the runs it created FAILED;
-    the courier records them in the entry, and a retry deletes them before
-    delivering again, so a retried entry never leaves a duplicate. A study run
-    ends FAILED on an exception and KILLED on Ctrl-C or SIGTERM.
+    KILLED). A delivery that fails part-way ends the runs it left RUNNING as
+    FAILED (KILLED when the courier is stopped); they are listed in the entry,
+    and the next delivery deletes them before delivering again, so a retried
+    entry never leaves a duplicate.
 """
 
 import contextlib
@@ -64,12 +69,8 @@ from xornet.outbox import (
     SECTIONS,
     TAG_MODEL,
     Store,
-    checked_store,
-    context_tags,
-    param_value,
 )
-from xornet.params import Params
-from xornet.pipeline import HISTORY_HEADER, hold_signals
+from xornet.pipeline import HISTORY_HEADER
 
 # Set before MLflow is imported, unless the user chose otherwise: no telemetry,
 # and HTTP retries measured in seconds rather than MLflow's default minutes.
@@ -308,9 +309,10 @@ class Courier:
             raise DeliveryError(str(exc)) from None
         try:
             _discard_partial_delivery(session, entry)
-            if header["kind"] == "train":
-                return _deliver_training(session, entry, header)
-            return _deliver_attached(session, entry, header)
+            deliver = {"train": _deliver_training, "study": _deliver_study}.get(
+                header["kind"], _deliver_attached
+            )
+            return deliver(session, entry, header)
         except DeliveryError:
             raise
         except Exception as exc:
@@ -338,9 +340,12 @@ def _create_run(
 
 
 def _fail_created_runs(session: Session, entry: Path, status: str = "FAILED") -> None:
+    """End the runs this delivery created and left RUNNING (finished children keep
+    their status)."""
     for run_id in _created_runs(entry):
         with contextlib.suppress(Exception):
-            session.client.set_terminated(run_id, status)
+            if session.client.get_run(run_id).info.status == "RUNNING":
+                session.client.set_terminated(run_id, status)
 
 
 def _discard_partial_delivery(session: Session, entry: Path) -> None:
@@ -405,6 +410,10 @@ def find_training_run(session: Session, model_sha256: str, exp_name: str | None)
     return runs[0] if runs else None
 
 
+def _warn(message: str) -> None:
+    print(f"{Path(sys.argv[0]).stem}: warning: {message}", file=sys.stderr)
+
+
 def _deliver_attached(session: Session, entry: Path, header: dict[str, Any]) -> str:
     """Into the run that trained the model, or a child of it when that run already
     holds other values of the section's params (see the module's docstring)."""
@@ -445,99 +454,18 @@ def _deliver_attached(session: Session, entry: Path, header: dict[str, Any]) -> 
     return writer.run_id
 
 
-# ------------------------------------------------------------------ the study
-def _warn(message: str) -> None:
-    print(f"{Path(sys.argv[0]).stem}: warning: {message}", file=sys.stderr)
-
-
-def _tracking_error(session: Session, what: str, exc: Exception) -> Failure:
-    return Failure(f"MLflow ({session.store.uri}): {what}: {_one_line(exc)}")
-
-
-@contextlib.contextmanager
-def _owned_run(
-    session: Session, tags: dict[str, str], run_name: str | None, nested: bool = False
-) -> Iterator[RunWriter]:
-    """Start a run; end it FINISHED, FAILED (exception) or KILLED (Ctrl-C, SIGTERM).
-
-    Signals are held while the run starts and while its status is written, and
-    delivered inside the ``try``, so no interrupt can leave the run RUNNING.
-    ``nested``: a child of the run started by the enclosing ``_owned_run``.
-    """
-    import mlflow
-
-    started = False
-    try:
-        with hold_signals():
-            try:
-                run = mlflow.start_run(
-                    experiment_id=session.experiment_id,
-                    run_name=run_name,
-                    tags=tags,
-                    nested=nested,
-                )
-            except Exception as exc:
-                raise _tracking_error(session, "cannot start a run", exc) from None
-            started = True
-        try:
-            yield RunWriter(session, run.info.run_id)
-        except (BadInput, Failure):
-            raise
-        except Exception as exc:
-            raise _tracking_error(session, "cannot log the run", exc) from exc
-    except Exception:
-        if started:
-            _end_run(session, "FAILED", strict=False)
-        raise
-    except BaseException:
-        if started:
-            _end_run(session, "KILLED", strict=False)
-        raise
-    _end_run(session, "FINISHED", strict=True)
-
-
-def _end_run(session: Session, status: str, strict: bool) -> None:
-    import mlflow
-
-    with hold_signals():
-        try:
-            mlflow.end_run(status)
-        except Exception as exc:
-            if strict:
-                raise _tracking_error(session, "cannot end the run", exc) from None
-            _warn(f"could not mark the MLflow run {status}: {_one_line(exc)}")
-
-
-def _log_record(writer: RunWriter, record: Any) -> None:
-    """A :class:`xornet.study.RunRecord`'s params, final metrics and curves."""
-    writer.log_params({key: param_value(value) for key, value in record.params.items()})
-    writer.log_metrics(record.metrics)
-    if record.curves:
-        writer.log_curves(record.curves)
-
-
-def log_study(
-    params: Params, root: Path, parent: Any, children: list[Any], artifacts: list[Path]
-) -> None:
-    """The convergence study as one parent run with a child run per configuration.
-
-    ``parent`` and ``children`` are :class:`xornet.study.RunRecord` objects. The
-    parent holds the study's params and metrics and the ``artifacts`` under
-    ``study/``; each child (tagged ``mlflow.parentRunId``) holds its
-    configuration's params, final metrics and curves with step = epoch. Every run
-    carries the stage's context tags. Each run ends FINISHED, FAILED or KILLED;
-    a child's failure fails the parent too.
-    """
-    experiment = params.tracking.experiment
-    session = open_session(checked_store(root, experiment), experiment, root)
-    context = context_tags("study")
-    exp_name = os.environ.get("DVC_EXP_NAME")
-    name = f"{exp_name}-{parent.name}" if exp_name else parent.name
-    with _owned_run(session, {**context, **parent.tags}, name) as writer:
-        _log_record(writer, parent)
-        for child in children:
-            tags = {**context, **child.tags, TAG_PARENT: writer.run_id}
-            with _owned_run(session, tags, child.name, nested=True) as child_writer:
-                _log_record(child_writer, child)
-        if artifacts:
-            writer.log_artifacts(list(artifacts), "study")
+def _deliver_study(session: Session, entry: Path, header: dict[str, Any]) -> str:
+    """A parent run (the study's params, metrics and files) and a child run per
+    configuration (params, final metrics, curves), tagged ``mlflow.parentRunId``."""
+    parent = _create_run(session, entry, header, header["tags"], header.get("run_name"))
+    parent.log_params(header["params"])
+    for child in header.get("children") or []:
+        tags = {**child["tags"], TAG_PARENT: parent.run_id}
+        writer = _create_run(session, entry, header, tags, child["name"])
+        writer.log_params(child["params"])
+        writer.log_metrics(child["metrics"])
+        writer.log_curves(child["curves"])
+        _end(writer, header)
+    _results(parent, entry, header)
+    _end(parent, header)
+    return parent.run_id
