@@ -55,7 +55,7 @@ def env(monkeypatch):
     for key in ("MLFLOW_TRACKING_URI", "DVC_ROOT", "DVC_EXP_NAME", "DVC_STAGE", cli.TRACKING_ENV):
         monkeypatch.delenv(key, raising=False)
     for key, value in tracking.MLFLOW_ENV_DEFAULTS.items():
-        monkeypatch.setenv(key, value)  # log_study's setdefault leaves them as they are
+        monkeypatch.setenv(key, value)  # open_session's setdefault leaves them as they are
     yield
     import mlflow
 
