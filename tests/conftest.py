@@ -161,9 +161,9 @@ def courier_processes(repo: Path) -> list[int]:
     return pids
 
 
-def wait_for_delivery(repo: Path, timeout: float = 300) -> None:
-    """Wait until the background courier has delivered every run the stages recorded
-    in ``repo`` and has exited; fail the test if it could not deliver one."""
+def wait_for_delivery(repo: Path, timeout: float = 300, check: bool = True) -> None:
+    """Wait until the background courier has handled every run the stages recorded in
+    ``repo`` and has exited; when ``check``, fail the test if it could not deliver one."""
     from xornet.outbox import Outbox
 
     outbox = Outbox(repo)
@@ -173,7 +173,7 @@ def wait_for_delivery(repo: Path, timeout: float = 300) -> None:
             pytest.fail(f"courier still busy after {timeout} s: {outbox.log_file.read_text()}")
         time.sleep(0.2)
     failed = {e.name: (e / "error.txt").read_text() for e in outbox.failed()}
-    assert not failed, failed
+    assert not (check and failed), failed
 
 
 def processes_in(repo: Path) -> list[int]:

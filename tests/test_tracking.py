@@ -362,23 +362,15 @@ def track(repo: Path, *args: str, check: bool = True) -> subprocess.CompletedPro
     )
 
 
-def courier_done(repo: Path, timeout: float = 120) -> None:
-    """Wait for the background courier to exit, whatever it delivered."""
-    deadline = time.monotonic() + timeout
-    while courier_processes(repo) or Outbox(repo).pending():
-        assert time.monotonic() < deadline, "the courier never finished"
-        time.sleep(0.2)
-
-
 @slow
 def test_an_undeliverable_run_waits_in_failed_until_flush_delivers_it(repo):
     broken = repo / "broken.db"
     broken.write_text("not an SQLite database\n")
     env = tracked_env(MLFLOW_TRACKING_URI="sqlite:///broken.db")
     stage(repo, "train", f"train.epochs={EPOCHS}", env=env)  # the stage itself succeeds
-    courier_done(repo)
+    wait_for_delivery(repo, check=False)
     stage(repo, "evaluate", env=env)
-    courier_done(repo)
+    wait_for_delivery(repo, check=False)
     entry, evaluation = Outbox(repo).failed()
     status = track(repo, "status").stdout
     assert "pending: 0  failed: 2  courier: idle" in status

@@ -17,7 +17,6 @@ delivers the entry again.
 
 import contextlib
 import fcntl
-import json
 import os
 import shutil
 import signal
@@ -29,13 +28,13 @@ from typing import Any
 
 import click
 
-from xornet.outbox import ENTRY_FILE, TAG_MODEL, Outbox
+from xornet.outbox import TAG_MODEL, Outbox, read_header
 
 ERROR_FILE = "error.txt"
 
 
 class Stopped(BaseException):
-    """SIGTERM or SIGINT reached the courier."""
+    """SIGTERM reached the courier (SIGINT raises KeyboardInterrupt)."""
 
 
 def _stop(signum: int, frame: Any) -> None:
@@ -70,7 +69,7 @@ def _log(message: str) -> None:
 
 def _header(entry: Path) -> dict[str, Any]:
     try:
-        return json.loads((entry / ENTRY_FILE).read_text())
+        return read_header(entry)
     except (OSError, ValueError):
         return {}
 

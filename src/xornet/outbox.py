@@ -35,7 +35,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +86,16 @@ class Store:
     uri: str
     is_server: bool
     artifact_root: Path | None
+
+    def to_fields(self) -> dict[str, Any]:
+        """JSON-ready fields, for an entry's header."""
+        root = self.artifact_root
+        return {"uri": self.uri, "is_server": self.is_server, "artifact_root": root and str(root)}
+
+    @classmethod
+    def from_fields(cls, fields: dict[str, Any]) -> "Store":
+        root = fields["artifact_root"]
+        return cls(fields["uri"], fields["is_server"], Path(root) if root else None)
 
 
 def resolve_store(root: Path) -> Store:
@@ -247,9 +257,14 @@ def param_value(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
 
+def param_values(values: dict[str, Any]) -> dict[str, str]:
+    """``{name: value}`` as MLflow shows the params (:func:`param_value`)."""
+    return {key: param_value(value) for key, value in values.items()}
+
+
 def section_params(params: Params, sections: tuple[str, ...]) -> dict[str, str]:
     """The dotted params of ``sections`` as MLflow shows them."""
-    return {key: param_value(value) for key, value in params.flat(sections).items()}
+    return param_values(params.flat(sections))
 
 
 # ------------------------------------------------------------------ the outbox
@@ -325,6 +340,11 @@ class Outbox:
             )
 
 
+def read_header(entry: Path) -> dict[str, Any]:
+    """An entry's ``entry.json`` (``OSError``/``ValueError`` when it cannot be read)."""
+    return json.loads((entry / ENTRY_FILE).read_text())
+
+
 def _entries(folder: Path) -> list[Path]:
     if not folder.is_dir():
         return []
@@ -351,11 +371,11 @@ class Header:
     status: str = "RUNNING"
     end_ms: int | None = None
     error: str | None = None
-    metrics: dict[str, float] | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
     history: str | None = None
-    artifacts: list[tuple[str, str | None]] | None = None
+    artifacts: list[tuple[str, str | None]] = field(default_factory=list)
     model: dict[str, Any] | None = None
-    children: list[dict[str, Any]] | None = None  # study: a child run per configuration
+    children: list[dict[str, Any]] = field(default_factory=list)  # study: one per configuration
     format: int = ENTRY_FORMAT
 
 
@@ -371,8 +391,6 @@ class Recorder:
     def __init__(self, folder: Path, header: Header):
         self.folder = folder
         self.header = header
-        self.header.metrics = {}
-        self.header.artifacts = []
         self._history: History | None = None
 
     def log_progress(self, history: History) -> None:
@@ -382,13 +400,11 @@ class Recorder:
         self._history = history
 
     def log_metrics(self, metrics: dict[str, float]) -> None:
-        assert self.header.metrics is not None
         for key, value in metrics.items():
             if _is_number(value):
                 self.header.metrics[key] = float(value)
 
     def log_artifacts(self, paths: list[Path], folder: str | None = None) -> None:
-        assert self.header.artifacts is not None
         for path in paths:
             relative = Path(FILES_DIR, folder or ".", Path(path).name)
             (self.folder / relative).parent.mkdir(parents=True, exist_ok=True)
@@ -420,8 +436,6 @@ class Recorder:
     ) -> None:
         """A child run (a study configuration): params, final metrics and curves as
         ``{name: (steps, values)}`` with steps = epochs."""
-        if self.header.children is None:
-            self.header.children = []
         self.header.children.append(
             {
                 "name": name,
@@ -484,14 +498,11 @@ def _recorded(root: Path, header: Header) -> Iterator[Recorder]:
 
 
 def _header(settings: Params, kind: str, stage: str, store: Store, **fields: Any) -> Header:
-    store_fields = asdict(store)
-    if store.artifact_root is not None:
-        store_fields["artifact_root"] = str(store.artifact_root)
     return Header(
         kind=kind,
         stage=stage,
         experiment=settings.tracking.experiment,
-        store=store_fields,
+        store=store.to_fields(),
         start_ms=int(time.time() * 1000),
         **fields,
     )
@@ -561,7 +572,7 @@ def study_run(
         "study",
         store,
         tags={**context, **parent.tags},
-        params={key: param_value(value) for key, value in parent.params.items()},
+        params=param_values(parent.params),
         run_name=f"{exp_name}-{parent.name}" if exp_name else parent.name,
     )
     with _recorded(root, header) as recorder:
@@ -571,7 +582,7 @@ def study_run(
             recorder.log_child(
                 child.name,
                 {**context, **child.tags},
-                {key: param_value(value) for key, value in child.params.items()},
+                param_values(child.params),
                 child.metrics,
                 child.curves,
             )

@@ -48,7 +48,6 @@ Faults
 import contextlib
 import hashlib
 import itertools
-import json
 import os
 import sys
 import tempfile
@@ -63,12 +62,12 @@ import numpy as np
 from xornet.cli import BadInput, Failure
 from xornet.outbox import (
     DVC_TAGS,
-    ENTRY_FILE,
     ENTRY_FORMAT,
     HISTORY_FILE,
     SECTIONS,
     TAG_MODEL,
     Store,
+    read_header,
 )
 from xornet.pipeline import HISTORY_HEADER
 
@@ -284,21 +283,17 @@ class Courier:
         self._sessions: dict[tuple[str, str], Session] = {}
 
     def session(self, header: dict[str, Any]) -> Session:
-        store = header["store"]
-        key = (store["uri"], header["experiment"])
+        store = Store.from_fields(header["store"])
+        key = (store.uri, header["experiment"])
         if key not in self._sessions:
-            artifact_root = store["artifact_root"]
-            resolved = Store(
-                store["uri"], store["is_server"], Path(artifact_root) if artifact_root else None
-            )
-            self._sessions[key] = open_session(resolved, header["experiment"], self.root)
+            self._sessions[key] = open_session(store, header["experiment"], self.root)
         return self._sessions[key]
 
     def deliver(self, entry: Path) -> str:
         """Write one entry into MLflow; the id of the run it went to. Raises
         :class:`DeliveryError` (one line) when it cannot."""
         try:
-            header = json.loads((entry / ENTRY_FILE).read_text())
+            header = read_header(entry)
         except (OSError, ValueError) as exc:
             raise DeliveryError(f"unreadable entry: {_one_line(exc)}") from None
         if header.get("format") != ENTRY_FORMAT:
