@@ -1,4 +1,4 @@
-"""Batched training of S seeds vs a Python loop over seeds of ``xornet.train.train``.
+"""Batched training of S seeds vs a Python loop over seeds of ``xornet.core.training.train``.
 
 Usage::
 
@@ -13,7 +13,7 @@ on the test set every epoch (as the train stage and the study do):
 
 - **loop**: ``train(MLP.create(..., seed=s), X, y, config, validation=...)``
   for each seed in turn: what a study costs without batching.
-- **batched**: ``xornet.batched.train_batched(..., compress=False)``: the S
+- **batched**: ``xornet.core.batched.train_batched(..., compress=False)``: the S
   networks' weights stacked, one set of NumPy calls per epoch for all seeds.
 - **batched + compressed**: the same on the distinct (x, y) columns weighted
   by their counts (``compress=True``, what the study uses). XOR of random bits
@@ -37,13 +37,15 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from xornet.batched import train_batched  # noqa: E402
-from xornet.data import generate  # noqa: E402
-from xornet.model import MLP, Architecture  # noqa: E402
-from xornet.params import load_params  # noqa: E402
-from xornet.pipeline import train_config  # noqa: E402
-from xornet.presets import PRESETS  # noqa: E402
-from xornet.train import train  # noqa: E402
+from xornet.config.presets import PRESETS  # noqa: E402
+from xornet.config.schema import (
+    load_params,  # noqa: E402
+    train_config,  # noqa: E402
+)
+from xornet.core.batched import train_batched  # noqa: E402
+from xornet.core.data import generate  # noqa: E402
+from xornet.core.model import MLP, Architecture  # noqa: E402
+from xornet.core.training import train  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -11,7 +11,7 @@ chosen) and tracking off: generate, train and evaluate, each by its stage
 command. Then, each in a fresh process:
 
 - ``import matplotlib`` alone, the reference the issue measures against;
-- the stage's imports (click, the library, ``xornet.plots`` with matplotlib),
+- the stage's imports (click, the library, ``xornet.figures.plots`` with matplotlib),
   i.e. the plot stage doing nothing;
 - the plot stage itself, with ``--set plot.animation_frames=F`` for each F
   (all four figures; the defaults are 50 frames, dpi 100, grid 200).
@@ -96,16 +96,20 @@ IN_PROCESS = """
 import sys, time
 sys.path.insert(0, {src!r})
 from pathlib import Path
-from xornet import pipeline, plots
-from xornet.params import load_params
+from xornet.files.datasets import load_dataset
+from xornet.files.models import load_model, load_snapshots
+from xornet.files.tables import read_history, read_predictions
+from xornet.stages.plot import frame_indices
+from xornet.figures import plots
+from xornet.config.schema import load_params
 params = load_params("params.yaml", ("train.snapshot_every=2",))
-history = pipeline.read_history(Path("metrics/history.csv"))
-model = pipeline.MLP.load("models/model.npz")
-snapshots = pipeline.load_snapshots(Path("models/snapshots.npz"))
-train = pipeline.load_dataset("data/train.npz")
-test = pipeline.load_dataset("data/test.npz")
-actual, predicted = pipeline.read_predictions(Path("metrics/predictions.csv"))
-frames = pipeline.frame_indices(len(snapshots), params.plot.animation_frames)
+history = read_history(Path("metrics/history.csv"))
+model = load_model("models/model.npz")
+snapshots = load_snapshots(Path("models/snapshots.npz"))
+train = load_dataset("data/train.npz")
+test = load_dataset("data/test.npz")
+actual, predicted = read_predictions(Path("metrics/predictions.csv"))
+frames = frame_indices(len(snapshots), params.plot.animation_frames)
 models = [snapshots.model(int(i)) for i in frames]
 epochs = [int(snapshots.epochs[i]) for i in frames]
 jobs = [

@@ -12,7 +12,7 @@ data are ``n`` random bit pairs labelled by XOR; the weights are xornet's
 ``init_params(init="normal", scale=0.5, seed=0)`` (big enough that the
 network actually learns during the timed epochs).
 
-- **xornet**: ``xornet.train.train`` (history and divergence checks included).
+- **xornet**: ``xornet.core.training.train`` (history and divergence checks included).
 - **numpy loop**: the classic tutorial loop written out inline - forward,
   loss, backward, update as whole-batch NumPy expressions, the loss of every
   epoch kept in a list.
@@ -74,7 +74,7 @@ def make_problem(n: int, hidden: int):
     """X (2, n) float64 random bits, y (1, n) float64 XOR labels, initial params."""
     import numpy as np
 
-    from xornet.model import Architecture, init_params
+    from xornet.core.model import Architecture, init_params
 
     rng = np.random.default_rng(SEED)
     X = rng.integers(0, 2, size=(2, n)).astype(np.float64)
@@ -104,8 +104,8 @@ def _reset_peak() -> bool:
 
 # ---------------------------------------------------------------------- ways
 def run_xornet(arch, X, y, params, epochs):
-    from xornet.model import MLP
-    from xornet.train import TrainConfig, train
+    from xornet.core.model import MLP
+    from xornet.core.training import TrainConfig, train
 
     model = MLP(arch, params)
     config = TrainConfig(loss="bce", optimizer="gd", learning_rate=LEARNING_RATE, epochs=epochs)
@@ -173,7 +173,7 @@ def worker(way: str, n: int, hidden: int, epochs: int, repeat: int, torch_thread
     """Time one way on one size in this (fresh) process; returns a JSON-able dict."""
     import numpy as np  # noqa: F401  (imported before the baseline on purpose)
 
-    import xornet.train  # noqa: F401
+    import xornet.core.training  # noqa: F401
 
     if way == "pytorch":
         import torch

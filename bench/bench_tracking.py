@@ -43,8 +43,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from xornet.courier import courier_lock  # noqa: E402
-from xornet.outbox import Outbox  # noqa: E402
+from xornet.tracking.courier import courier_lock  # noqa: E402
+from xornet.tracking.outbox import Outbox  # noqa: E402
 
 BREAKDOWN = r"""
 import json, sys, time
@@ -56,8 +56,8 @@ def lap(name):
     now = time.perf_counter(); phases.append((name, now - t)); t = now
 root = Path(sys.argv[1])
 sys.path.insert(0, str(root / "src"))
-from xornet import tracking
-from xornet.outbox import ENTRY_FILE, Outbox
+from xornet.tracking import mlflow_writer as tracking
+from xornet.tracking.outbox import ENTRY_FILE, Outbox
 (entry,) = Outbox(root).pending()
 header = json.loads((entry / ENTRY_FILE).read_text())
 lap("start-up (xornet)")

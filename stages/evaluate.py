@@ -7,7 +7,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))  # this che
 
 import click
 
-from xornet import cli, pipeline
+from xornet import cli
+from xornet.stages import evaluate
 
 PATH = click.Path(dir_okay=False, path_type=Path)
 
@@ -29,7 +30,7 @@ def main(params_path, preset, overrides, model_path, test_data, metrics_out, pre
     params = cli.load(params_path, overrides, preset)
     root = cli.project_root(__file__)
     with cli.attached_run(params, root, model_path, "evaluate") as logger:
-        metrics = pipeline.run_evaluate(
+        metrics = evaluate.run_evaluate(
             params, model_path, test_data, metrics_out, predictions_out, logger
         )
     click.echo(f"evaluate: accuracy={metrics['accuracy']:.4f} loss={metrics['loss']:.6g}")

@@ -7,7 +7,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))  # this che
 
 import click
 
-from xornet import cli, pipeline
+from xornet import cli
+from xornet.stages import generate
 
 PATH = click.Path(dir_okay=False, path_type=Path)
 
@@ -24,7 +25,7 @@ def main(params_path, preset, overrides, train_out, test_out):
     y (1, n) int 0/1.
     """
     params = cli.load(params_path, overrides, preset)
-    train_set, test_set = pipeline.run_generate(params, train_out, test_out)
+    train_set, test_set = generate.run_generate(params, train_out, test_out)
     click.echo(f"generate: {train_set.n} train / {test_set.n} test samples ({params.data.kind})")
 
 

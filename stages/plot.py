@@ -7,7 +7,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))  # this che
 
 import click
 
-from xornet import cli, pipeline
+from xornet import cli
+from xornet.stages import plot
 
 PATH = click.Path(dir_okay=False, path_type=Path)
 
@@ -53,15 +54,15 @@ def main(
     the training GIF, and attaches them to the MLflow run that trained MODEL.
     """
     params = cli.load(params_path, overrides, preset)
-    inputs = pipeline.PlotInputs(
+    inputs = plot.PlotInputs(
         history_path, model_path, snapshots, train_data, test_data, predictions
     )
-    outputs = pipeline.PlotOutputs(
+    outputs = plot.PlotOutputs(
         learning_curves_out, decision_boundary_out, confusion_out, animation_out
     )
     root = cli.project_root(__file__)
     with cli.attached_run(params, root, model_path, "plot") as logger:
-        pipeline.run_plot(params, inputs, outputs, logger)
+        plot.run_plot(params, inputs, outputs, logger)
     click.echo(f"plot: figures written to {learning_curves_out.parent}")
 
 

@@ -7,7 +7,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))  # this che
 
 import click
 
-from xornet import cli, pipeline, study
+from xornet import cli
+from xornet.stages import study
+from xornet.study import convergence
 
 
 @click.command()
@@ -30,17 +32,17 @@ def main(params_path, preset, overrides, out_dir):
     metrics), seeds.csv (one row per seed) and convergence.png.
     """
     params = cli.load(params_path, overrides, preset)
-    outputs = study.StudyOutputs(
+    outputs = convergence.StudyOutputs(
         out_dir / "summary.csv",
         out_dir / "summary.md",
         out_dir / "summary.json",
         out_dir / "seeds.csv",
         out_dir / "convergence.png",
     )
-    with cli.progress(study.total_epochs(params), "study") as progress:
-        results = pipeline.run_study(params, outputs, progress)
+    with cli.progress(convergence.total_epochs(params), "study") as progress:
+        results = study.run_study(params, outputs, progress)
     cli.study_run(params, cli.project_root(__file__), results, outputs.files())
-    for line in study.report_lines(results):
+    for line in convergence.report_lines(results):
         click.echo(f"study: {line}")
 
 

@@ -7,7 +7,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))  # this che
 
 import click
 
-from xornet import cli, pipeline
+from xornet import cli
+from xornet.stages import train
 
 PATH = click.Path(dir_okay=False, path_type=Path)
 
@@ -54,16 +55,16 @@ def main(
     a background courier delivers it (`xornet-track flush` waits for it).
     """
     params = cli.load(params_path, overrides, preset)
-    outputs = pipeline.TrainOutputs(model_out, history_out, metrics_out, snapshots_out)
+    outputs = train.TrainOutputs(model_out, history_out, metrics_out, snapshots_out)
     root = cli.project_root(__file__)
     with (
         cli.training_run(params, root, [train_data, test_data]) as logger,
         cli.progress(params.train.epochs, "training") as progress,
     ):
-        result = pipeline.run_train(
+        result = train.run_train(
             params, train_data, test_data, outputs, logger, init_from, progress
         )
-    summary = pipeline.train_summary(result.history)
+    summary = train.train_summary(result.history)
     click.echo("train: " + ", ".join(f"{k}={v:.6g}" for k, v in summary.items()))
 
 

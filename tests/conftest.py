@@ -156,7 +156,7 @@ def courier_processes(repo: Path) -> list[int]:
     pids = []
     for pid in processes_in(repo):
         with contextlib.suppress(OSError):
-            if b"xornet.courier" in Path(f"/proc/{pid}/cmdline").read_bytes():
+            if b"xornet.tracking.courier" in Path(f"/proc/{pid}/cmdline").read_bytes():
                 pids.append(pid)
     return pids
 
@@ -164,7 +164,7 @@ def courier_processes(repo: Path) -> list[int]:
 def wait_for_delivery(repo: Path, timeout: float = 300, check: bool = True) -> None:
     """Wait until the background courier has handled every run the stages recorded in
     ``repo`` and has exited; when ``check``, fail the test if it could not deliver one."""
-    from xornet.outbox import Outbox
+    from xornet.tracking.outbox import Outbox
 
     outbox = Outbox(repo)
     deadline = time.monotonic() + timeout

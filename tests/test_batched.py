@@ -5,11 +5,12 @@ import warnings
 import numpy as np
 import pytest
 
-from xornet.batched import PER_SAMPLE_LOSSES, Columns, stacked_init, train_batched
-from xornet.data import generate
-from xornet.losses import LOSSES
-from xornet.model import MLP, Architecture, init_params
-from xornet.train import DivergenceError, TrainConfig, train
+from xornet.core.batched import PER_SAMPLE_LOSSES, Columns, stacked_init, train_batched
+from xornet.core.data import generate
+from xornet.core.losses import LOSSES
+from xornet.core.model import MLP, Architecture, init_params
+from xornet.core.training import TrainConfig, train
+from xornet.errors import DivergenceError
 
 RTOL = 1e-10
 

@@ -5,19 +5,18 @@ import zipfile
 import numpy as np
 import pytest
 
-from xornet.data import (
+from xornet.core.data import (
     GENERATORS,
-    DataFileError,
     Dataset,
     generate,
-    load_dataset,
     make_noisy_xor,
     make_parity,
     make_xor,
-    save_dataset,
     split,
 )
-from xornet.io import npz_bytes
+from xornet.errors import DataFileError
+from xornet.files.atomic import npz_bytes
+from xornet.files.datasets import load_dataset, save_dataset
 
 
 def rng(seed: int = 0) -> np.random.Generator:

@@ -8,8 +8,8 @@ max|analytic - numeric| / max|numeric|.
 import numpy as np
 import pytest
 
-from xornet.losses import LOSSES
-from xornet.model import MLP, Architecture
+from xornet.core.losses import LOSSES
+from xornet.core.model import MLP, Architecture
 
 H = 1e-5
 TOLERANCE = 1e-7

@@ -6,9 +6,9 @@ import warnings
 import numpy as np
 import pytest
 
-from xornet.activations import ACTIVATIONS, sigmoid
-from xornet.losses import LOSSES
-from xornet.model import MLP, Architecture
+from xornet.core.activations import ACTIVATIONS, sigmoid
+from xornet.core.losses import LOSSES
+from xornet.core.model import MLP, Architecture
 
 LN2 = math.log(2.0)
 

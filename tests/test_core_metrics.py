@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from xornet.metrics import classification_metrics, confusion_counts
+from xornet.core.metrics import classification_metrics, confusion_counts
 
 
 def test_known_confusion():

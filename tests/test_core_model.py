@@ -6,9 +6,11 @@ import zipfile
 import numpy as np
 import pytest
 
-from xornet.io import npz_bytes
-from xornet.losses import LOSSES
-from xornet.model import MLP, Architecture, ModelFileError, init_params
+from xornet.core.losses import LOSSES
+from xornet.core.model import MLP, Architecture, init_params
+from xornet.errors import ModelFileError
+from xornet.files.atomic import npz_bytes
+from xornet.files.models import load_model, save_model
 
 
 def small_model(activation="tanh", hidden=(3, 2), dtype=np.float64):
@@ -105,8 +107,8 @@ def test_copy_and_dtype():
 def test_save_load_round_trip(tmp_path, activation):
     model = small_model(activation)
     path = tmp_path / "model.npz"
-    model.save(path)
-    loaded = MLP.load(path)
+    save_model(model, path)
+    loaded = load_model(path)
     assert loaded.arch == model.arch
     for name in model.params:
         np.testing.assert_array_equal(loaded.params[name], model.params[name])
@@ -118,7 +120,7 @@ def test_save_load_round_trip(tmp_path, activation):
 def test_model_file_is_plain_npz(tmp_path):
     model = small_model()
     path = tmp_path / "model.npz"
-    model.save(path)
+    save_model(model, path)
     with np.load(path, allow_pickle=False) as archive:
         assert archive.files == ["W1", "b1", "W2", "b2", "W3", "b3", "architecture"]
         for name in model.params:
@@ -129,15 +131,15 @@ def test_model_file_is_plain_npz(tmp_path):
 
 
 def test_save_is_byte_deterministic(tmp_path):
-    small_model().save(tmp_path / "a.npz")
-    small_model().save(tmp_path / "b.npz")
+    save_model(small_model(), tmp_path / "a.npz")
+    save_model(small_model(), tmp_path / "b.npz")
     assert (tmp_path / "a.npz").read_bytes() == (tmp_path / "b.npz").read_bytes()
 
 
 def test_float32_model_round_trip(tmp_path):
     model = small_model(dtype=np.float32)
-    model.save(tmp_path / "m.npz")
-    assert MLP.load(tmp_path / "m.npz").dtype == np.float32
+    save_model(model, tmp_path / "m.npz")
+    assert load_model(tmp_path / "m.npz").dtype == np.float32
 
 
 def model_arrays(**changes):
@@ -186,7 +188,7 @@ def corrupt_model_files(tmp_path):
 def test_load_rejects_bad_model_files(tmp_path):
     for path, words in corrupt_model_files(tmp_path):
         with pytest.raises(ModelFileError) as info:
-            MLP.load(path)
+            load_model(path)
         message = str(info.value)
         assert message.startswith(str(path)), message
         for word in words:

@@ -8,9 +8,9 @@ gradients, and weights after a few steps of each optimizer, must agree to
 import numpy as np
 import pytest
 
-from xornet.losses import LOSSES
-from xornet.model import MLP, Architecture
-from xornet.train import TrainConfig, train
+from xornet.core.losses import LOSSES
+from xornet.core.model import MLP, Architecture
+from xornet.core.training import TrainConfig, train
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional

@@ -6,10 +6,12 @@ import warnings
 import numpy as np
 import pytest
 
-from xornet.data import generate
-from xornet.losses import LOSSES
-from xornet.model import MLP, Architecture
-from xornet.train import DivergenceError, History, TrainConfig, train
+from xornet.core.data import generate
+from xornet.core.losses import LOSSES
+from xornet.core.model import MLP, Architecture
+from xornet.core.training import History, TrainConfig, train
+from xornet.errors import DivergenceError
+from xornet.files.models import save_model
 
 LN2 = math.log(2.0)
 
@@ -169,7 +171,7 @@ def test_saved_models_are_byte_identical(tmp_path):
     for i in range(2):
         result = train(make_model(seed=11), X, y, config)
         paths.append(tmp_path / f"model{i}.npz")
-        result.model.save(paths[-1])
+        save_model(result.model, paths[-1])
     assert paths[0].read_bytes() == paths[1].read_bytes()
 
 

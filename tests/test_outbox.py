@@ -12,10 +12,11 @@ import numpy as np
 import pytest
 
 from conftest import REPO_ROOT
-from xornet import courier, outbox
-from xornet.model import MLP, Architecture
-from xornet.params import load_params
-from xornet.train import History
+from xornet.config.schema import load_params
+from xornet.core.model import MLP, Architecture
+from xornet.core.training import History
+from xornet.files.models import save_model
+from xornet.tracking import courier, outbox
 
 
 @pytest.fixture
@@ -49,8 +50,8 @@ def test_a_finished_training_records_everything_the_courier_needs(tmp_path, para
     data.write_bytes(b"data")
     model = MLP.create(Architecture(2, (8,), "tanh"), "xavier", 1.0, 0, 0.0)
     model_file = tmp_path / "model.npz"
-    model.save(model_file)
-    with outbox.training_run(params, tmp_path, [data]) as recorder:
+    save_model(model, model_file)
+    with outbox.record_training_run(params, tmp_path, [data]) as recorder:
         recorder.log_progress(history(10).head(5))
         recorder.log_history(history(10))
         recorder.log_metrics({"final_train_loss": 0.1, "note": "not a number"})
@@ -73,7 +74,7 @@ def test_a_finished_training_records_everything_the_courier_needs(tmp_path, para
     ((relative, folder),) = header["artifacts"]
     assert folder == "train" and (entry / relative).read_bytes() == model_file.read_bytes()
     code = entry / header["model"]["code"]
-    assert (code / "pyfunc_model.py").is_file() and not (code / "__pycache__").exists()
+    assert (code / "tracking" / "pyfunc_model.py").is_file() and not (code / "__pycache__").exists()
     assert header["model"]["n_inputs"] == 2
     assert not list(outbox.Outbox(tmp_path).staging.iterdir())
 
@@ -84,7 +85,7 @@ def test_a_finished_training_records_everything_the_courier_needs(tmp_path, para
 def test_a_stage_that_fails_or_is_interrupted_still_records_its_epochs(
     tmp_path, params, couriers, error, status
 ):
-    with pytest.raises(type(error)), outbox.training_run(params, tmp_path, []) as recorder:
+    with pytest.raises(type(error)), outbox.record_training_run(params, tmp_path, []) as recorder:
         recorder.log_progress(history(100).head(40))
         raise error
     assert couriers == [tmp_path]
@@ -99,7 +100,7 @@ def test_a_stage_that_fails_or_is_interrupted_still_records_its_epochs(
 def test_evaluate_records_for_the_model_it_read(tmp_path, params, couriers):
     model_file = tmp_path / "model.npz"
     model_file.write_bytes(b"weights")
-    with outbox.attached_run(params, tmp_path, model_file, "evaluate") as recorder:
+    with outbox.record_attached_run(params, tmp_path, model_file, "evaluate") as recorder:
         recorder.log_metrics({"test_accuracy": 1.0})
     _, header = entry_of(tmp_path)
     assert header["kind"] == "attach" and header["section"] == "evaluate"
@@ -109,7 +110,7 @@ def test_evaluate_records_for_the_model_it_read(tmp_path, params, couriers):
 
 def test_entries_wait_in_the_order_their_stages_ended(tmp_path, params, couriers):
     first = outbox.Outbox(tmp_path).new_entry()  # started first, ends last
-    with outbox.training_run(params, tmp_path, []):
+    with outbox.record_training_run(params, tmp_path, []):
         pass
     recorder = outbox.Recorder(first, outbox.Header("train", "late", "x", {}, {}, {}, 0))
     recorder.close("FINISHED")
@@ -129,7 +130,7 @@ def test_a_deleted_experiment_is_refused_before_the_stage_computes(tmp_path, par
         db.execute("CREATE TABLE experiments (name TEXT, lifecycle_stage TEXT)")
         db.execute("INSERT INTO experiments VALUES (?, 'deleted')", (params.tracking.experiment,))
     refused = pytest.raises(outbox.BadInput, match="is deleted")
-    with refused, outbox.training_run(params, tmp_path, []):
+    with refused, outbox.record_training_run(params, tmp_path, []):
         pytest.fail("the stage ran")
     assert not outbox.Outbox(tmp_path).pending() and not couriers
 

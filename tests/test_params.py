@@ -5,8 +5,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from xornet.params import ParamsError, load_params, parse_override
-from xornet.presets import PRESETS
+from xornet.config.presets import PRESETS
+from xornet.config.schema import load_params, parse_override
+from xornet.errors import ParamsError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PARAMS = REPO_ROOT / "params.yaml"

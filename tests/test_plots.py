@@ -13,13 +13,21 @@ import pytest
 from PIL import Image
 
 from conftest import REPO_ROOT, base_env
-from xornet import pipeline
-from xornet.data import DataFileError, Dataset
-from xornet.io import npz_bytes
-from xornet.model import MLP, Architecture, ModelFileError
-from xornet.params import load_params
+from xornet.config.schema import load_params
+from xornet.core.data import Dataset
+from xornet.core.model import MLP, Architecture
+from xornet.errors import DataFileError, InputMismatch, ModelFileError
+from xornet.files.atomic import npz_bytes
+from xornet.files.datasets import load_dataset
+from xornet.files.models import load_model, load_snapshots
+from xornet.files.tables import read_history, read_predictions
+from xornet.stages.common import NullLogger
+from xornet.stages.evaluate import run_evaluate
+from xornet.stages.generate import run_generate
+from xornet.stages.plot import PlotInputs, PlotOutputs, frame_indices, run_plot
+from xornet.stages.train import TrainOutputs, run_train
 
-plots = pytest.importorskip("xornet.plots")
+plots = pytest.importorskip("xornet.figures.plots")
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # Small, quick runs; dpi and grid small so every figure renders in a fraction of a second.
@@ -34,7 +42,7 @@ SMALL = (
 )
 
 
-class RecordingLogger(pipeline.NullLogger):
+class RecordingLogger(NullLogger):
     def __init__(self) -> None:
         self.artifacts: list[tuple[list[Path], str | None]] = []
 
@@ -47,17 +55,17 @@ def make_run(folder: Path, *overrides: str):
     plot inputs and plot outputs."""
     folder.mkdir(parents=True, exist_ok=True)
     params = load_params(REPO_ROOT / "params.yaml", (*SMALL, *overrides))
-    log = pipeline.NullLogger()
+    log = NullLogger()
     train_path, test_path = folder / "train.npz", folder / "test.npz"
-    pipeline.run_generate(params, train_path, test_path)
-    train_outputs = pipeline.TrainOutputs(
+    run_generate(params, train_path, test_path)
+    train_outputs = TrainOutputs(
         folder / "model.npz", folder / "history.csv", folder / "train.json", folder / "snap.npz"
     )
-    pipeline.run_train(params, train_path, test_path, train_outputs, log)
-    pipeline.run_evaluate(
+    run_train(params, train_path, test_path, train_outputs, log)
+    run_evaluate(
         params, folder / "model.npz", test_path, folder / "eval.json", folder / "pred.csv", log
     )
-    inputs = pipeline.PlotInputs(
+    inputs = PlotInputs(
         folder / "history.csv",
         folder / "model.npz",
         folder / "snap.npz",
@@ -65,7 +73,7 @@ def make_run(folder: Path, *overrides: str):
         test_path,
         folder / "pred.csv",
     )
-    outputs = pipeline.PlotOutputs(
+    outputs = PlotOutputs(
         folder / "plots" / "learning_curves.png",
         folder / "plots" / "decision_boundary.png",
         folder / "plots" / "confusion_matrix.png",
@@ -109,9 +117,9 @@ def gif_frames(path: Path) -> int:
         return image.n_frames
 
 
-def expected_frames(inputs: pipeline.PlotInputs, max_frames: int) -> int:
-    snapshots = pipeline.load_snapshots(inputs.snapshots)
-    return len(pipeline.frame_indices(len(snapshots), max_frames))
+def expected_frames(inputs: PlotInputs, max_frames: int) -> int:
+    snapshots = load_snapshots(inputs.snapshots)
+    return len(frame_indices(len(snapshots), max_frames))
 
 
 # ----------------------------------------------------------------- every kind
@@ -123,7 +131,7 @@ def test_every_figure_renders(tmp_path, kind, activation, hidden):
         tmp_path, f"data.kind={kind}", f"model.activation={activation}", f"model.hidden={hidden}"
     )
     logger = RecordingLogger()
-    written = pipeline.run_plot(params, inputs, outputs, logger)
+    written = run_plot(params, inputs, outputs, logger)
     dpi = params.plot.dpi
     check_png(outputs.learning_curves, 10.0, 4.4, dpi)
     check_png(outputs.decision_boundary, 6.4, 6.6, dpi)
@@ -148,14 +156,14 @@ def test_parity_gets_a_bit_count_view(tmp_path, n_bits):
     params, inputs, outputs = make_run(
         tmp_path, "data.kind=parity", f"data.n_bits={n_bits}", "model.hidden=[6]"
     )
-    pipeline.run_plot(params, inputs, outputs, pipeline.NullLogger())
+    run_plot(params, inputs, outputs, NullLogger())
     check_png(outputs.decision_boundary, 6.4, 6.6, params.plot.dpi)
     assert gif_frames(outputs.animation) == expected_frames(inputs, params.plot.animation_frames)
 
 
 def test_parity_with_two_bits_is_drawn_on_the_plane(tmp_path):
     params, inputs, outputs = make_run(tmp_path, "data.kind=parity", "data.n_bits=2")
-    pipeline.run_plot(params, inputs, outputs, pipeline.NullLogger())
+    run_plot(params, inputs, outputs, NullLogger())
     check_png(outputs.decision_boundary, 6.4, 6.6, params.plot.dpi)
 
 
@@ -167,37 +175,37 @@ def xor_run(tmp_path_factory):
 
 def test_outputs_are_byte_identical_when_nothing_changed(xor_run):
     params, inputs, outputs = xor_run
-    paths = pipeline.run_plot(params, inputs, outputs, pipeline.NullLogger())
+    paths = run_plot(params, inputs, outputs, NullLogger())
     first = [p.read_bytes() for p in paths]
-    pipeline.run_plot(params, inputs, outputs, pipeline.NullLogger())
+    run_plot(params, inputs, outputs, NullLogger())
     assert [p.read_bytes() for p in paths] == first
 
 
 def test_decision_boundary_changes_with_the_model_only(xor_run):
     params, inputs, _ = xor_run
-    model = MLP.load(inputs.model)
-    train_set = pipeline.load_dataset(inputs.train_data)
-    test_set = pipeline.load_dataset(inputs.test_data)
+    model = load_model(inputs.model)
+    train_set = load_dataset(inputs.train_data)
+    test_set = load_dataset(inputs.test_data)
 
     def render(m: MLP) -> bytes:
         return plots.decision_boundary_png(m, train_set, test_set, params, 150)
 
     same = render(model)
-    assert render(MLP.load(inputs.model)) == same
+    assert render(load_model(inputs.model)) == same
     changed = model.copy()
     changed.params["W1"][0, 0] += 0.5
     assert render(changed) != same
-    earlier = pipeline.load_snapshots(inputs.snapshots).model(3)
+    earlier = load_snapshots(inputs.snapshots).model(3)
     assert render(earlier) != same
 
 
 def test_gif_frame_count_follows_animation_frames(xor_run):
     params, inputs, _ = xor_run
-    snapshots = pipeline.load_snapshots(inputs.snapshots)
-    history = pipeline.read_history(inputs.history)
-    data = pipeline.load_dataset(inputs.train_data), pipeline.load_dataset(inputs.test_data)
+    snapshots = load_snapshots(inputs.snapshots)
+    history = read_history(inputs.history)
+    data = load_dataset(inputs.train_data), load_dataset(inputs.test_data)
     for frames in (1, 2, 7, len(snapshots), 500):
-        chosen = pipeline.frame_indices(len(snapshots), frames)
+        chosen = frame_indices(len(snapshots), frames)
         gif = plots.training_gif(
             [snapshots.model(int(i)) for i in chosen],
             [int(snapshots.epochs[i]) for i in chosen],
@@ -217,10 +225,10 @@ def test_one_snapshot_run(xor_run, tmp_path):
     single = {name: (v if name == "architecture" else v[-1:]) for name, v in arrays.items()}
     one = tmp_path / "one.npz"
     one.write_bytes(npz_bytes(single))
-    inputs_one = pipeline.PlotInputs(
+    inputs_one = PlotInputs(
         inputs.history, inputs.model, one, inputs.train_data, inputs.test_data, inputs.predictions
     )
-    pipeline.run_plot(params, inputs_one, outputs, pipeline.NullLogger())
+    run_plot(params, inputs_one, outputs, NullLogger())
     assert gif_frames(outputs.animation) == 1
 
 
@@ -228,14 +236,14 @@ def test_one_epoch_history_and_missing_classes(tmp_path):
     """A run of a single epoch, and predictions with one class only, still draw."""
     params, inputs, outputs = make_run(tmp_path, "train.epochs=1", "train.snapshot_every=1")
     inputs.predictions.write_text("actual,predicted\n1,1\n1,0\n")
-    pipeline.run_plot(params, inputs, outputs, pipeline.NullLogger())
+    run_plot(params, inputs, outputs, NullLogger())
     assert gif_frames(outputs.animation) == 2  # epochs 0 and 1
     check_png(outputs.confusion_matrix, 5.6, 5.4, params.plot.dpi)
 
 
 def test_history_without_validation_still_draws(xor_run):
     params, inputs, _ = xor_run
-    history = pipeline.read_history(inputs.history)
+    history = read_history(inputs.history)
     history.val_loss[:] = np.nan
     history.val_accuracy[:] = np.nan
     assert plots.learning_curves_png(history, params)[:8] == PNG_SIGNATURE
@@ -244,18 +252,18 @@ def test_history_without_validation_still_draws(xor_run):
 def test_failed_render_writes_nothing(xor_run, tmp_path):
     """A snapshots file of another architecture is refused before any figure is written."""
     params, inputs, outputs = xor_run
-    pipeline.run_plot(params, inputs, outputs, pipeline.NullLogger())
+    run_plot(params, inputs, outputs, NullLogger())
     before = {p: p.read_bytes() for p in vars(outputs).values()}
     other = MLP.create(Architecture(2, (5,), "tanh"))
     stacked = {k: v[None] for k, v in other.params.items()}
     bad = tmp_path / "bad.npz"
     architecture = other.to_arrays()["architecture"]
     bad.write_bytes(npz_bytes({"epoch": np.array([0]), **stacked, "architecture": architecture}))
-    bad_inputs = pipeline.PlotInputs(
+    bad_inputs = PlotInputs(
         inputs.history, inputs.model, bad, inputs.train_data, inputs.test_data, inputs.predictions
     )
-    with pytest.raises(pipeline.InputMismatch, match="bad.npz"):
-        pipeline.run_plot(params, bad_inputs, outputs, pipeline.NullLogger())
+    with pytest.raises(InputMismatch, match="bad.npz"):
+        run_plot(params, bad_inputs, outputs, NullLogger())
     assert {p: p.read_bytes() for p in before} == before
 
 
@@ -271,7 +279,7 @@ def test_failed_render_writes_nothing(xor_run, tmp_path):
 def test_bad_csv_inputs_are_one_line_errors(xor_run, tmp_path, name, text, error):
     path = tmp_path / name
     path.write_text(text)
-    reader = pipeline.read_history if name == "history.csv" else pipeline.read_predictions
+    reader = read_history if name == "history.csv" else read_predictions
     with pytest.raises(DataFileError, match=error):
         reader(path)
 
@@ -279,23 +287,23 @@ def test_bad_csv_inputs_are_one_line_errors(xor_run, tmp_path, name, text, error
 def test_bad_snapshots_files(tmp_path):
     missing = tmp_path / "none.npz"
     with pytest.raises(ModelFileError, match="not found"):
-        pipeline.load_snapshots(missing)
+        load_snapshots(missing)
     garbage = tmp_path / "garbage.npz"
     garbage.write_bytes(b"not a zip")
     with pytest.raises(ModelFileError, match="garbage.npz"):
-        pipeline.load_snapshots(garbage)
+        load_snapshots(garbage)
     ragged = tmp_path / "ragged.npz"
     model = MLP.create(Architecture(2, (3,), "tanh"))
     arrays = {"epoch": np.array([0, 10])} | {k: v[None] for k, v in model.params.items()}
     ragged.write_bytes(npz_bytes(arrays | {"architecture": model.to_arrays()["architecture"]}))
     with pytest.raises(ModelFileError, match="2 snapshots"):
-        pipeline.load_snapshots(ragged)
+        load_snapshots(ragged)
 
 
 # ------------------------------------------------------------ small helpers
 @pytest.mark.parametrize(("k", "m"), [(1, 1), (1, 50), (2, 1), (5, 5), (101, 50), (101, 2), (7, 3)])
 def test_frame_indices_are_even_distinct_and_end_at_the_last(k, m):
-    idx = pipeline.frame_indices(k, m)
+    idx = frame_indices(k, m)
     assert len(idx) == min(k, m)
     assert np.all(np.diff(idx) > 0)
     assert idx[-1] == k - 1
@@ -367,8 +375,8 @@ def test_animation_map_is_p_in_bands_at_every_pixel(xor_run):
     """The map painted into the canvas is P's band at each pixel centre (up to pixels
     within interpolation error of a band edge), the right way up."""
     params, inputs, _ = xor_run
-    model = MLP.load(inputs.model)
-    data = pipeline.load_dataset(inputs.train_data), pipeline.load_dataset(inputs.test_data)
+    model = load_model(inputs.model)
+    data = load_dataset(inputs.train_data), load_dataset(inputs.test_data)
     fig = plots._figure(4.0, 4.0, 50)
     ax = fig.add_axes((0.1, 0.1, 0.8, 0.8))
     view = plots.PlaneView(ax, *data, model.arch.hidden[0], 30, banded=True)
@@ -451,7 +459,7 @@ def test_plot_stage_on_parity_and_one_snapshot(tmp_path, extra):
     for name in ("generate", "train", "evaluate", "plot"):
         proc = stage(name, *args, *extra, cwd=tmp_path)
         assert proc.returncode == 0, (name, proc.stderr)
-    n_snapshots = len(pipeline.load_snapshots(tmp_path / "models/snapshots.npz"))
+    n_snapshots = len(load_snapshots(tmp_path / "models/snapshots.npz"))
     params = load_params(tmp_path / "params.yaml", tuple(extra[1::2]))
     frames = min(n_snapshots, params.plot.animation_frames)
     assert gif_frames(tmp_path / "plots/training.gif") == frames
@@ -481,5 +489,5 @@ def test_default_gif_is_small(tmp_path):
     gif = tmp_path / "plots/training.gif"
     assert gif.stat().st_size <= 2 * 1024 * 1024
     params = load_params(tmp_path / "params.yaml")
-    n_snapshots = len(pipeline.load_snapshots(tmp_path / "models/snapshots.npz"))
+    n_snapshots = len(load_snapshots(tmp_path / "models/snapshots.npz"))
     assert gif_frames(gif) == min(n_snapshots, params.plot.animation_frames)

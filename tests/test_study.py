@@ -12,10 +12,11 @@ import pytest
 import yaml
 
 from conftest import REPO_ROOT, base_env
-from xornet import study
-from xornet.batched import BatchedResult
-from xornet.model import Architecture
-from xornet.params import ParamsError, load_params
+from xornet.config.schema import load_params
+from xornet.core.batched import BatchedResult
+from xornet.core.model import Architecture
+from xornet.errors import ParamsError
+from xornet.study import convergence as study
 
 PARAMS = REPO_ROOT / "params.yaml"
 
@@ -128,7 +129,7 @@ def test_study_results_and_files_are_reproducible(tmp_path):
         for run in ("a", "b")
     ]
     for out in outputs:
-        results = study.run_study(params)
+        results = study.train_grid(params)
         study.write_tables(params, results, out)
     for name in ("s.csv", "s.md", "s.json", "x.csv"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
@@ -150,15 +151,15 @@ def test_shipped_defaults_learn_xor_on_at_least_99_of_100_seeds():
     """The network issue's requirement, measured as the study stage measures it."""
     params = load_params(PARAMS, ("study.grid={}",))
     assert params.study.seeds == 100
-    (result,) = study.run_study(params)
+    (result,) = study.train_grid(params)
     assert result.summary["solved"] >= 99, result.summary
 
 
 def test_figure_is_a_deterministic_png(tmp_path):
-    from xornet import plots
+    from xornet.figures import plots
 
     params = small("study.grid={model.hidden: [[2], [4]]}", "plot.dpi=40")
-    results = study.run_study(params)
+    results = study.train_grid(params)
     for name in ("a.png", "b.png"):
         plots.save_convergence(results, tmp_path / name, params)
     data = (tmp_path / "a.png").read_bytes()
@@ -198,18 +199,18 @@ def test_stage_writes_every_output_and_reports_bad_grids_in_one_line(tmp_path):
 
 def test_study_run_records_parent_and_children_only_when_tracking_is_on(monkeypatch):
     """cli.study_run: nothing (not even the outbox module) when tracking is off; else
-    outbox.study_run with the run records."""
+    outbox.record_study with the run records."""
     import types
 
     import xornet
     from xornet import cli
 
     calls = []
-    fake = types.SimpleNamespace(study_run=lambda *args: calls.append(args))
-    monkeypatch.setitem(sys.modules, "xornet.outbox", fake)
+    fake = types.SimpleNamespace(record_study=lambda *args: calls.append(args))
+    monkeypatch.setitem(sys.modules, "xornet.tracking.outbox", fake)
     monkeypatch.setattr(xornet, "outbox", fake, raising=False)
     params = small("study.grid={model.hidden: [[2], [4]]}", "train.epochs=20")
-    results = study.run_study(params)
+    results = study.train_grid(params)
     root, files = Path("/project"), [Path("study/summary.csv")]
 
     monkeypatch.setenv(cli.TRACKING_ENV, "0")

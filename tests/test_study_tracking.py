@@ -15,9 +15,12 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO_ROOT, base_env, make_clone, run, set_params, wait_for_delivery
-from xornet import cli, courier, outbox, study, tracking
-from xornet.cli import Failure
-from xornet.params import load_params
+from xornet import cli
+from xornet.config.schema import load_params
+from xornet.errors import Failure
+from xornet.study import convergence as study
+from xornet.tracking import courier, outbox
+from xornet.tracking import mlflow_writer as tracking
 
 GRID = "{model.hidden: [[2], [4]], train.learning_rate: [0.5, 1.0]}"
 LABELS = {
@@ -39,7 +42,7 @@ def small(*overrides: str):
 @pytest.fixture(scope="module")
 def results():
     params = small(f"study.grid={GRID}")
-    return params, study.run_study(params)
+    return params, study.train_grid(params)
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from conftest import (
     wait_for_delivery,
     wait_for_queue,
 )
-from xornet.outbox import param_value
+from xornet.tracking.outbox import param_value
 
 pytestmark = pytest.mark.slow
 

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from conftest import base_env, courier_processes, make_clone, run, wait_for_delivery
-from xornet.cli import BadInput
-from xornet.outbox import Outbox, resolve_store
+from xornet.errors import BadInput
+from xornet.tracking.outbox import Outbox, resolve_store
 
 TRAIN_OUTPUTS = ["models/model.npz", "models/snapshots.npz", "metrics/history.csv"]
 STAGE_OUTPUTS = [*TRAIN_OUTPUTS, "metrics/train.json"]

@@ -1,9 +1,20 @@
 """xornet: a from-scratch NumPy multilayer perceptron that learns XOR.
 
-The numerical core (``data``, ``activations``, ``losses``, ``initializers``,
-``model``, ``optim``, ``train``, ``metrics``) imports NumPy only. Arrays follow
-the tutorial's convention: features are rows, so ``X`` is (features, n) and
-labels ``y`` are (1, n).
+The folders are the layers; imports only go down this list (checked by
+``lint-imports``, see pyproject.toml):
+
+- ``search``, ``cli``: the command lines (random search; options and errors
+  shared by ``stages/*.py``);
+- ``stages`` (one module per pipeline stage: load, one library call, write)
+  and ``tracking`` (MLflow, through an outbox and a courier);
+- ``figures`` (matplotlib);
+- ``study`` (the convergence study);
+- ``config`` (params schema, presets) and ``files`` (atomic, deterministic I/O);
+- ``core`` (the network, NumPy only; start with ``core/reference.py``);
+- ``errors`` (the exception types, with their exit codes).
+
+Arrays follow the tutorial's convention: features are rows, so ``X`` is
+(features, n) and labels ``y`` are (1, n).
 """
 
 __version__ = "0.1.0"

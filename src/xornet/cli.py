@@ -16,41 +16,18 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from xornet.data import DataFileError
-from xornet.model import ModelFileError
-from xornet.params import Params, ParamsError, load_params
-from xornet.pipeline import InputMismatch, NullLogger, RunLogger
-from xornet.presets import PRESETS
-from xornet.train import DivergenceError
+from xornet.config.presets import PRESETS
+from xornet.config.schema import Params, load_params
+from xornet.errors import BadInput, DivergenceError, Failure, Terminated
+from xornet.stages.common import NullLogger, RunLogger
 
 if TYPE_CHECKING:  # the study module is only needed by the study stage
-    from xornet.study import ConfigResult
+    from xornet.study.convergence import ConfigResult
 
 EXIT_FAILURE = 1
 EXIT_BAD_INPUT = 2
 # Switches MLflow tracking off whatever params.yaml says (0/false/off/no).
 TRACKING_ENV = "XORNET_TRACKING"
-
-
-class Terminated(BaseException):
-    """Raised in the main thread when the process receives SIGTERM."""
-
-
-class BadInput(Exception):
-    """Raised by other modules (tracking configuration) for exit code 2."""
-
-
-class Failure(Exception):
-    """Raised by other modules for a one-line error with exit code 1."""
-
-
-BAD_INPUT_ERRORS: tuple[type[BaseException], ...] = (
-    ParamsError,
-    DataFileError,
-    ModelFileError,
-    InputMismatch,
-    BadInput,
-)
 
 
 def params_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -100,7 +77,7 @@ def run(command: click.Command) -> None:
         _fail(name, "interrupted", 130)
     except click.ClickException as exc:
         _fail(name, exc.format_message(), EXIT_BAD_INPUT)
-    except BAD_INPUT_ERRORS as exc:
+    except BadInput as exc:
         _fail(name, str(exc), EXIT_BAD_INPUT)
     except DivergenceError as exc:
         _fail(name, f"{exc} (try a smaller train.learning_rate)", EXIT_FAILURE)
@@ -155,13 +132,13 @@ def training_run(params: Params, root: Path, data_paths: list[Path]) -> Iterator
     """The run a training stage records for MLflow (a no-op logger when tracking is off).
 
     The run goes into the project's outbox and a background courier delivers it
-    (:mod:`xornet.outbox`): the stage never imports MLflow."""
+    (:mod:`xornet.tracking.outbox`): the stage never imports MLflow."""
     if not tracking_enabled(params):
         yield NullLogger()
         return
-    from xornet import outbox
+    from xornet.tracking import outbox
 
-    with outbox.training_run(params, root, data_paths) as recorder:
+    with outbox.record_training_run(params, root, data_paths) as recorder:
         yield recorder
 
 
@@ -171,9 +148,9 @@ def attached_run(params: Params, root: Path, model_path: Path, section: str) -> 
     if not tracking_enabled(params):
         yield NullLogger()
         return
-    from xornet import outbox
+    from xornet.tracking import outbox
 
-    with outbox.attached_run(params, root, model_path, section) as recorder:
+    with outbox.record_attached_run(params, root, model_path, section) as recorder:
         yield recorder
 
 
@@ -181,16 +158,16 @@ def study_run(
     params: Params, root: Path, results: "list[ConfigResult]", artifacts: list[Path]
 ) -> None:
     """Record a convergence study for MLflow: one parent run, one child run per
-    configuration, delivered in the background like every run (:mod:`xornet.outbox`).
+    configuration, delivered in the background like every run (:mod:`xornet.tracking.outbox`).
 
-    Does nothing when tracking is off. Otherwise :func:`xornet.study.run_records`
+    Does nothing when tracking is off. Otherwise :func:`xornet.study.convergence.run_records`
     gives the parent and child records (params, final metrics, stepped curves,
-    tags) and :func:`xornet.outbox.study_run` records them.
+    tags) and :func:`xornet.tracking.outbox.record_study` records them.
     """
     if not tracking_enabled(params):
         return
-    from xornet import outbox
-    from xornet.study import run_records
+    from xornet.study.convergence import run_records
+    from xornet.tracking import outbox
 
     parent, children = run_records(params, results)
-    outbox.study_run(params, root, parent, children, artifacts)
+    outbox.record_study(params, root, parent, children, artifacts)

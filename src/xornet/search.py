@@ -18,7 +18,8 @@ import numpy as np
 import yaml
 
 from xornet import cli
-from xornet.params import load_params
+from xornet.config.schema import load_params
+from xornet.errors import Failure
 
 
 @dataclass(frozen=True)
@@ -158,7 +159,7 @@ def main(count, seed, log_uniform, uniform, integer, choice, params_path, prefix
             done = subprocess.run(command, capture_output=True, text=True)
             if done.returncode != 0:
                 message = (done.stderr.strip().splitlines() or ["dvc failed"])[-1]
-                raise cli.Failure(f"queueing failed: {message}")
+                raise Failure(f"queueing failed: {message}")
     if not dry_run:
         click.echo(f"queued {len(commands)} experiments; run them with: dvc queue start -j 2")
 

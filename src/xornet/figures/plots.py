@@ -12,7 +12,7 @@ the image's bytes; the pipeline writes them atomically.
 - :func:`training_gif` — the decision view and the loss curve through
   training, one frame per weight snapshot;
 - :func:`convergence_png` / :func:`save_convergence` — the convergence
-  study's three panels over its configurations (see :mod:`xornet.study`).
+  study's three panels over its configurations (see :mod:`xornet.study.convergence`).
 
 Figures are :class:`~matplotlib.figure.Figure` objects on an Agg canvas with a
 fixed size and layout (no pyplot: no GUI backend, no global state) and are
@@ -54,15 +54,15 @@ from matplotlib.text import Annotation
 from matplotlib.ticker import FuncFormatter, LogFormatterSciNotation
 from PIL import GifImagePlugin, Image
 
-from xornet.data import Dataset
-from xornet.io import write_bytes
-from xornet.losses import LOSSES
-from xornet.model import MLP
-from xornet.params import Params
-from xornet.train import History
+from xornet.config.schema import Params
+from xornet.core.data import Dataset
+from xornet.core.losses import LOSSES
+from xornet.core.model import MLP
+from xornet.core.training import History
+from xornet.files.atomic import write_bytes
 
-if TYPE_CHECKING:  # xornet.study pulls in the training code: not needed to draw a run
-    from xornet.study import ConfigResult
+if TYPE_CHECKING:  # xornet.study.convergence pulls in the training code: not needed to draw a run
+    from xornet.study.convergence import ConfigResult
 
 Array = np.ndarray
 

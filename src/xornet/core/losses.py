@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from xornet.activations import sigmoid
+from xornet.core.activations import sigmoid
 
 Array = np.ndarray
 

@@ -1,6 +1,6 @@
 """The MLflow pyfunc of a trained xornet network, logged as a "model from code".
 
-MLflow never pickles anything here: :func:`xornet.tracking` logs this file as the
+MLflow never pickles anything here: :func:`xornet.tracking.mlflow_writer` logs this file as the
 model's code, the weights ``.npz`` as its ``weights`` artifact and the
 ``xornet`` package as its ``code_paths``, so the served model runs the very
 library that trained it (MLflow puts the model's ``code/`` folder first on
@@ -48,9 +48,9 @@ class XorNetModel(PythonModel):
     """P(y = 1) and 0/1 labels from the weights in the ``weights`` artifact."""
 
     def load_context(self, context):
-        from xornet.model import MLP  # from the model's code/ folder
+        from xornet.files.models import load_model  # from the model's code/ folder
 
-        self.network = MLP.load(context.artifacts["weights"])
+        self.network = load_model(context.artifacts["weights"])
         self.columns = feature_columns(self.network.arch.n_inputs)
 
     def predict(

@@ -12,6 +12,9 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from xornet.core.training import TrainConfig
+from xornet.errors import ParamsError
+
 PositiveInt = Annotated[int, Field(ge=1)]
 Seed = Annotated[int, Field(ge=0)]
 
@@ -30,10 +33,6 @@ _Loader.add_implicit_resolver(
 
 def _load_yaml(text: str) -> Any:
     return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
-
-
-class ParamsError(ValueError):
-    """Invalid parameters; the message is a single line meant for the user."""
 
 
 class _Section(BaseModel):
@@ -135,7 +134,7 @@ class Params(_Section):
         return out
 
 
-SECTIONS: dict[str, type[_Section]] = {
+SECTION_SCHEMAS: dict[str, type[_Section]] = {
     name: field.annotation
     for name, field in Params.model_fields.items()  # type: ignore[misc]
 }
@@ -143,8 +142,8 @@ SECTIONS: dict[str, type[_Section]] = {
 
 def _allowed_keys(loc: tuple[Any, ...]) -> str:
     if len(loc) <= 1:
-        return ", ".join(SECTIONS)
-    section = SECTIONS.get(str(loc[0]))
+        return ", ".join(SECTION_SCHEMAS)
+    section = SECTION_SCHEMAS.get(str(loc[0]))
     return ", ".join(section.model_fields) if section else ""
 
 
@@ -225,11 +224,11 @@ def load_params(path: str | Path = "params.yaml", overrides: tuple[str, ...] = (
         raise ParamsError(f"{path}: expected a mapping of sections, got {type(raw).__name__}")
     for text in overrides:
         section, name, value = parse_override(text)
-        if section not in SECTIONS:
-            allowed = ", ".join(SECTIONS)
+        if section not in SECTION_SCHEMAS:
+            allowed = ", ".join(SECTION_SCHEMAS)
             raise ParamsError(f"--set {text!r}: unknown section '{section}' (allowed: {allowed})")
-        if name not in SECTIONS[section].model_fields:
-            allowed = ", ".join(SECTIONS[section].model_fields)
+        if name not in SECTION_SCHEMAS[section].model_fields:
+            allowed = ", ".join(SECTION_SCHEMAS[section].model_fields)
             raise ParamsError(
                 f"--set {text!r}: unknown key '{section}.{name}' (allowed: {allowed})"
             )
@@ -237,3 +236,21 @@ def load_params(path: str | Path = "params.yaml", overrides: tuple[str, ...] = (
             raw[section] = {}
         raw[section][name] = value
     return validate(raw, f"{path} with --set" if overrides else str(path))
+
+
+def train_config(params: Params) -> TrainConfig:
+    """The core's :class:`~xornet.core.training.TrainConfig` for ``params.train``."""
+    t = params.train
+    return TrainConfig(
+        loss=t.loss,
+        optimizer=t.optimizer,
+        learning_rate=t.learning_rate,
+        epochs=t.epochs,
+        batch_size=t.batch_size,
+        shuffle_seed=t.shuffle_seed,
+        momentum=t.momentum,
+        beta1=t.beta1,
+        beta2=t.beta2,
+        eps=t.eps,
+        dtype=t.dtype,
+    )

@@ -11,7 +11,9 @@ import csv
 import io
 import json
 import os
+import signal
 import tempfile
+import threading
 import zipfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -110,3 +112,46 @@ def write_csv(
 ) -> None:
     """Atomically write a CSV file (see :func:`csv_text`)."""
     write_bytes(path, csv_text(header, rows).encode())
+
+
+@contextlib.contextmanager
+def staged(*targets: Path) -> Iterator[list[Path]]:
+    """Stand-ins for ``targets`` in a private temporary folder, same file names.
+
+    Write the outputs there, log them to tracking from there, and only when the
+    block succeeds are they copied onto ``targets`` (each atomically, with
+    SIGINT/SIGTERM held back until all are in place). A failure or interrupt
+    anywhere before that, tracking included, leaves every target untouched.
+    """
+    with tempfile.TemporaryDirectory(prefix="xornet-stage-") as tmp:
+        paths = []
+        for i, target in enumerate(targets):
+            (Path(tmp) / str(i)).mkdir()
+            paths.append(Path(tmp) / str(i) / Path(target).name)
+        yield paths
+        with hold_signals():
+            for path, target in zip(paths, targets, strict=True):
+                write_bytes(target, path.read_bytes())
+
+
+@contextlib.contextmanager
+def hold_signals() -> Iterator[None]:
+    """Hold SIGINT/SIGTERM back during the block and deliver them after it, so a
+    short critical step (renaming outputs, writing a run's final status) is never
+    cut in half. Only in the main thread, where Python runs signal handlers."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list[int] = []
+
+    def hold(signum: int, frame: Any) -> None:
+        pending.append(signum)
+
+    previous = {sig: signal.signal(sig, hold) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if pending:
+            signal.raise_signal(pending[0])

@@ -32,20 +32,19 @@ Three layout choices make this fast without changing the arithmetic:
 """
 
 import json
-import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from types import MappingProxyType
 
 import numpy as np
 
-from xornet.activations import ACTIVATIONS, Activation, sigmoid
-from xornet.initializers import INITIALIZERS
-from xornet.losses import Loss
+from xornet.core.activations import ACTIVATIONS, Activation, sigmoid
+from xornet.core.initializers import INITIALIZERS
+from xornet.core.losses import Loss
+from xornet.errors import ModelFileError
 
 Array = np.ndarray
-Params = dict[str, Array]
+ParamArrays = dict[str, Array]
 
 # Blocks are sized in elements of the widest layer's buffers: big enough to
 # amortise NumPy's per-call overhead, small enough to stay in cache and to keep
@@ -58,10 +57,6 @@ MIN_BLOCK = 256
 
 # ``block=DEFAULT_BLOCK`` (0) means: columns per block from :func:`auto_block`.
 DEFAULT_BLOCK = 0
-
-
-class ModelFileError(ValueError):
-    """A model file is missing, unreadable or does not describe a valid network."""
 
 
 @dataclass(frozen=True)
@@ -135,7 +130,7 @@ def init_params(
     seed: int = 0,
     bias_scale: float = 0.0,
     dtype: type = np.float64,
-) -> Params:
+) -> ParamArrays:
     """Fresh parameters drawn layer by layer (W1, b1, W2, b2, ...) from one seeded RNG.
 
     Weights come from the named initialiser times ``scale``; biases are zero
@@ -143,7 +138,7 @@ def init_params(
     """
     initializer = INITIALIZERS[init]
     rng = np.random.default_rng(seed)
-    params: Params = {}
+    params: ParamArrays = {}
     for name, (fan_out, fan_in) in arch.param_shapes().items():
         if name.startswith("W"):
             value = initializer(fan_out, fan_in, scale, rng)
@@ -170,9 +165,9 @@ def _layer_views(flat: Array, sizes: tuple[int, ...]) -> list[Array]:
     return views
 
 
-def _as_params(layers: list[Array]) -> Params:
+def _as_params(layers: list[Array]) -> ParamArrays:
     """``{"W1": ..., "b1": ..., ...}`` as views of the [W_l | b_l] matrices."""
-    params: Params = {}
+    params: ParamArrays = {}
     for layer, Wb in enumerate(layers, start=1):
         params[f"W{layer}"] = Wb[:, :-1]
         params[f"b{layer}"] = Wb[:, -1:]
@@ -432,7 +427,7 @@ class MLP:
         loss: Loss,
         scale: float | None = None,
         workspace: _Workspace | None = None,
-    ) -> Params:
+    ) -> ParamArrays:
         """Gradients of ``scale * sum_i loss_i`` wrt every parameter.
 
         ``cache`` comes from :meth:`forward`; ``scale`` defaults to 1/n (the mean
@@ -482,7 +477,7 @@ class MLP:
 
     def loss_and_gradients(
         self, X: Array, y: Array, loss: Loss, block: int = DEFAULT_BLOCK
-    ) -> tuple[float, Params]:
+    ) -> tuple[float, ParamArrays]:
         """Mean loss over the n columns of X (n_inputs, n), 0/1 targets y (1, n), and its gradients.
 
         The gradients are fresh arrays keyed like ``params``. The batch is
@@ -499,28 +494,6 @@ class MLP:
         arrays["architecture"] = np.array(self.arch.to_json())
         return arrays
 
-    def save(self, path: str | Path) -> None:
-        """Write a self-describing, pickle-free ``.npz`` atomically."""
-        from xornet.io import write_npz
-
-        write_npz(path, self.to_arrays())
-
-    @classmethod
-    def load(cls, path: str | Path) -> "MLP":
-        """Read a model written by :meth:`save`; raises ModelFileError naming the file."""
-        path = Path(path)
-        if not path.is_file():
-            raise ModelFileError(f"{path}: model file not found")
-        try:
-            archive = np.load(path, allow_pickle=False)
-            if not isinstance(archive, np.lib.npyio.NpzFile):  # a bare .npy array
-                raise ValueError("a single .npy array")
-            with archive:
-                arrays = {name: archive[name] for name in archive.files}
-        except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-            raise ModelFileError(f"{path}: not a readable .npz model file ({exc})") from None
-        return cls.from_arrays(arrays, source=str(path))
-
     @classmethod
     def from_arrays(cls, arrays: dict[str, Array], source: str = "model") -> "MLP":
         """Build a model from :meth:`to_arrays` output, validating everything."""
@@ -530,7 +503,7 @@ class MLP:
             arch = Architecture.from_json(str(arrays["architecture"]))
         except (ValueError, KeyError, TypeError) as exc:
             raise ModelFileError(f"{source}: bad architecture description ({exc})") from None
-        params: Params = {}
+        params: ParamArrays = {}
         for name, shape in arch.param_shapes().items():
             if name not in arrays:
                 raise ModelFileError(f"{source}: missing array {name}")

@@ -10,22 +10,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from xornet.losses import LOSSES
-from xornet.model import DEFAULT_BLOCK, MLP, Batch
-from xornet.optim import OPTIMIZERS, OptimizerSettings
+from xornet.core.losses import LOSSES
+from xornet.core.model import DEFAULT_BLOCK, MLP, Batch
+from xornet.core.optimizers import OPTIMIZERS, OptimizerSettings
+from xornet.errors import DivergenceError
 
 Array = np.ndarray
 
 DTYPES: dict[str, type] = {"float64": np.float64, "float32": np.float32}
-
-
-class DivergenceError(ArithmeticError):
-    """Training produced a non-finite loss or parameter."""
-
-    def __init__(self, epoch: int, what: str) -> None:
-        super().__init__(f"training diverged at epoch {epoch}: {what} became non-finite")
-        self.epoch = epoch
-        self.what = what
 
 
 @dataclass(frozen=True)
@@ -33,7 +25,7 @@ class TrainConfig:
     """How to train. ``batch_size`` 0 means full batch (the tutorial's).
 
     ``block`` is the number of columns computed at a time (0: sized to the
-    network, see :func:`xornet.model.auto_block`); results depend on it only
+    network, see :func:`xornet.core.model.auto_block`); results depend on it only
     through rounding.
     """
 

@@ -6,7 +6,7 @@
 ``xornet-track status``  what is pending, what failed and why, whether a
                          courier is delivering.
 
-Stages start ``python -m xornet.courier deliver --root ROOT`` in the background
+Stages start ``python -m xornet.tracking.courier deliver --root ROOT`` in the background
 after they enqueue an entry. Only one courier delivers at a time (an exclusive
 lock on ``courier.lock``); a second one exits at once, and the one at work
 looks again after releasing the lock, so no entry is left behind. SIGTERM
@@ -28,7 +28,7 @@ from typing import Any
 
 import click
 
-from xornet.outbox import TAG_MODEL, Outbox, read_header
+from xornet.tracking.outbox import TAG_MODEL, Outbox, read_header
 
 ERROR_FILE = "error.txt"
 
@@ -100,7 +100,7 @@ def drain(outbox: Outbox, courier: Any) -> list[tuple[Path, str]]:
     """Deliver pending entries, oldest first, until none is left; entries that fail
     (or wait for a training entry that failed) move to ``failed/``. Returns those
     (entry, one-line reason)."""
-    from xornet.tracking import DeliveryError
+    from xornet.tracking.mlflow_writer import DeliveryError
 
     failures = []
     while entries := outbox.pending():
@@ -145,7 +145,7 @@ def deliver_in_background(root: Path) -> None:
     """What a stage starts: deliver until the outbox is empty, unless a courier is
     already at work (it will see this stage's entry: it looks again after it
     releases the lock)."""
-    from xornet.tracking import Courier
+    from xornet.tracking.mlflow_writer import Courier
 
     outbox = Outbox(root)
     courier = Courier(root)
@@ -159,7 +159,7 @@ def deliver_in_background(root: Path) -> None:
 
 def flush(root: Path) -> list[tuple[Path, str]]:
     """Retry failed entries and deliver everything pending, waiting for the lock."""
-    from xornet.tracking import Courier
+    from xornet.tracking.mlflow_writer import Courier
 
     outbox = Outbox(root)
     sweep_abandoned(outbox)

@@ -1,7 +1,7 @@
 """MLflow tracking — the one module that imports MLflow.
 
-The stages record their runs into the project's outbox (:mod:`xornet.outbox`);
-the courier (:mod:`xornet.courier`) hands each entry to :class:`Courier`,
+The stages record their runs into the project's outbox (:mod:`xornet.tracking.outbox`);
+the courier (:mod:`xornet.tracking.courier`) hands each entry to :class:`Courier`,
 which writes it into MLflow.
 
 Where runs go
@@ -59,17 +59,17 @@ from typing import Any
 
 import numpy as np
 
-from xornet.cli import BadInput, Failure
-from xornet.outbox import (
+from xornet.errors import BadInput, Failure
+from xornet.files.tables import HISTORY_HEADER
+from xornet.tracking.outbox import (
     DVC_TAGS,
     ENTRY_FORMAT,
     HISTORY_FILE,
-    SECTIONS,
+    SECTION_ORDER,
     TAG_MODEL,
     Store,
     read_header,
 )
-from xornet.pipeline import HISTORY_HEADER
 
 # Set before MLflow is imported, unless the user chose otherwise: no telemetry,
 # and HTTP retries measured in seconds rather than MLflow's default minutes.
@@ -259,7 +259,7 @@ class RunWriter:
         with mlflow.start_run(run_id=self.run_id):
             info = mlflow.pyfunc.log_model(
                 name="model",
-                python_model=str(code / "pyfunc_model.py"),
+                python_model=str(code / "tracking" / "pyfunc_model.py"),
                 artifacts={"weights": str(weights)},
                 code_paths=[str(code)],
                 signature=signature,
@@ -435,7 +435,11 @@ def _deliver_attached(session: Session, entry: Path, header: dict[str, Any]) -> 
         training_id = found.data.tags.get(TAG_TRAINING_RUN, found.info.run_id)
         tags[TAG_PARENT] = training_id
         tags[TAG_TRAINING_RUN] = training_id
-        upstream = SECTIONS[: SECTIONS.index(section)] if section in SECTIONS else SECTIONS
+        upstream = (
+            SECTION_ORDER[: SECTION_ORDER.index(section)]
+            if section in SECTION_ORDER
+            else SECTION_ORDER
+        )
         inherited = {
             key: value
             for key, value in found.data.params.items()

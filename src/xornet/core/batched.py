@@ -2,7 +2,7 @@
 
 Seed ``s`` of the batch starts from exactly the weights ``MLP.create(arch, init,
 scale, seed=s, bias_scale)`` gives and follows the full-batch updates of
-:func:`xornet.train.train`, with the same activations, losses and optimizers.
+:func:`xornet.core.training.train`, with the same activations, losses and optimizers.
 The weights of the S networks are stacked: ``Wl`` is (S, out, in) and ``bl``
 (S, out, 1); the data ``X`` (features, n) is shared, so layer 1 is one matrix
 product ``(S*out, in) @ (in, n)`` and deeper layers are batched products
@@ -21,7 +21,7 @@ Two things make it fast:
 A seed whose loss or weights become non-finite is marked diverged at that
 epoch and frozen at its last weights with a finite loss (its initial weights
 if the very first loss is non-finite); the other seeds go on, and no warning
-is raised. (The single-network :func:`~xornet.train.train` raises instead.)
+is raised. (The single-network :func:`~xornet.core.training.train` raises instead.)
 """
 
 from collections.abc import Callable
@@ -29,17 +29,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from xornet.activations import ACTIVATIONS, sigmoid
-from xornet.losses import LOSSES
-from xornet.model import MLP, Architecture, init_params
-from xornet.optim import OPTIMIZERS, OptimizerSettings
-from xornet.train import DTYPES, TrainConfig
+from xornet.core.activations import ACTIVATIONS, sigmoid
+from xornet.core.losses import LOSSES
+from xornet.core.model import MLP, Architecture, init_params
+from xornet.core.optimizers import OPTIMIZERS, OptimizerSettings
+from xornet.core.training import DTYPES, TrainConfig
 
 Array = np.ndarray
 Progress = Callable[[int], None]
 
 # Per-sample losses from logits z and 0/1 targets y (broadcastable shapes), the
-# elementwise forms of xornet.losses' summed ``total``s; a test checks that they
+# elementwise forms of xornet.core.losses' summed ``total``s; a test checks that they
 # sum to the same values and that every registered loss has one. With s = 1 - 2y,
 # s z is the logit of the wrong class, so BCE = softplus(s z) and MSE =
 # sigmoid(s z)^2: no cancellation, small losses keep their relative precision.
@@ -238,7 +238,7 @@ def train_batched(
     """Train one network per seed on X (features, n) and 0/1 targets y (1, n), full batch.
 
     ``validation`` is an optional (X_val, y_val) pair of the same layout.
-    ``config`` is the single-network :class:`~xornet.train.TrainConfig`; its
+    ``config`` is the single-network :class:`~xornet.core.training.TrainConfig`; its
     ``batch_size`` must be 0 (full batch) and ``block`` is ignored.
     ``progress(epoch)`` is called about a hundred times over the run.
     """

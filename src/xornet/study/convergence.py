@@ -2,7 +2,7 @@
 
 One training run says little about a network that sometimes gets stuck. For
 each configuration (a set of ``section.key`` overrides on top of the params)
-this trains S networks at once with :func:`xornet.batched.train_batched`, one
+this trains S networks at once with :func:`xornet.core.batched.train_batched`, one
 per model seed ``model.seed, model.seed + 1, ...``, and summarises them:
 
 - success: 100 % accuracy on the test set after the last epoch;
@@ -23,7 +23,7 @@ Results come back per configuration; :func:`write_tables` writes the CSV
 files and the Markdown table (atomically, byte-deterministic), and
 :func:`run_records` gives what an experiment tracker logs: one parent run and
 a child run per configuration. NumPy only; the figure is
-:func:`xornet.plots.convergence_png`.
+:func:`xornet.figures.plots.convergence_png`.
 """
 
 import itertools
@@ -37,12 +37,12 @@ from typing import Any
 
 import numpy as np
 
-from xornet import io
-from xornet.batched import BatchedResult, train_batched
-from xornet.data import Dataset, generate
-from xornet.model import Architecture
-from xornet.params import SECTIONS, Params, ParamsError, validate
-from xornet.pipeline import train_config
+from xornet.config.schema import SECTION_SCHEMAS, Params, train_config, validate
+from xornet.core.batched import BatchedResult, train_batched
+from xornet.core.data import Dataset, generate
+from xornet.core.model import Architecture
+from xornet.errors import ParamsError
+from xornet.files import atomic
 
 LN2 = math.log(2.0)
 PLATEAUS = {"ln2": LN2, "half_ln2": LN2 / 2}
@@ -73,7 +73,7 @@ def _check_key(key: str) -> tuple[str, str]:
     if not dot or section not in GRID_SECTIONS:
         allowed = ", ".join(f"{s}.*" for s in GRID_SECTIONS)
         raise ParamsError(f"study.grid: key '{key}' must be one of {allowed}")
-    fields = SECTIONS[section].model_fields
+    fields = SECTION_SCHEMAS[section].model_fields
     if name not in fields:
         allowed = ", ".join(f"{section}.{f}" for f in fields)
         raise ParamsError(f"study.grid: unknown key '{key}' (allowed: {allowed})")
@@ -196,7 +196,7 @@ def train_configuration(
     )
 
 
-def run_study(params: Params, progress: Progress | None = None) -> list[ConfigResult]:
+def train_grid(params: Params, progress: Progress | None = None) -> list[ConfigResult]:
     """Train and summarise every configuration of ``params.study``.
 
     ``progress(epochs_done)`` counts epochs over all configurations (their
@@ -428,10 +428,10 @@ class StudyOutputs:
 def write_tables(params: Params, results: list[ConfigResult], outputs: StudyOutputs) -> None:
     """Write the CSVs, the Markdown table and the JSON metrics (not the figure)."""
     header, rows = summary_rows(results)
-    io.write_csv(outputs.summary_csv, header, rows)
-    io.write_csv(outputs.seeds_csv, SEED_HEADER, seed_rows(results))
-    io.write_bytes(outputs.summary_md, markdown(params, results).encode())
-    io.write_json(outputs.summary_json, metrics(results))
+    atomic.write_csv(outputs.summary_csv, header, rows)
+    atomic.write_csv(outputs.seeds_csv, SEED_HEADER, seed_rows(results))
+    atomic.write_bytes(outputs.summary_md, markdown(params, results).encode())
+    atomic.write_json(outputs.summary_json, metrics(results))
 
 
 # ------------------------------------------------------------------ tracking

@@ -8,7 +8,7 @@ tags, per-epoch curves, metrics, files, model) into an *entry* of the outbox
 of the files. When the stage ends — FINISHED, FAILED on an exception, KILLED
 on Ctrl-C or SIGTERM — the entry is moved into ``pending/`` in one rename and
 a courier process is started in the background
-(:mod:`xornet.courier`). The courier delivers pending entries to MLflow one at
+(:mod:`xornet.tracking.courier`). The courier delivers pending entries to MLflow one at
 a time, oldest first, so an evaluate or plot entry always reaches MLflow after
 the training entry it attaches to; it then deletes them. An entry that cannot
 be delivered moves to ``failed/`` with its error; ``xornet-track flush``
@@ -41,11 +41,12 @@ from typing import Any
 
 import numpy as np
 
-from xornet.cli import BadInput, Failure
-from xornet.model import MLP
-from xornet.params import Params
-from xornet.pipeline import HISTORY_HEADER, hold_signals
-from xornet.train import History
+from xornet.config.schema import Params
+from xornet.core.model import MLP
+from xornet.core.training import History
+from xornet.errors import BadInput, Failure
+from xornet.files.atomic import hold_signals
+from xornet.files.tables import HISTORY_HEADER
 
 ENTRY_FORMAT = 1
 OUTBOX_DIR = Path(".xornet") / "outbox"
@@ -59,13 +60,13 @@ DATABASE_SCHEMES = {"postgresql", "mysql", "mssql", "databricks"}  # "+driver" a
 LOG_LIMIT = 1 << 20  # bytes of courier.log before it is rotated to courier.log.1
 PROBE_TIMEOUT = 5.0  # seconds for GET <server>/health before the stage computes anything
 
-PACKAGE_DIR = Path(__file__).resolve().parent
+PACKAGE_DIR = Path(__file__).resolve().parents[1]  # src/xornet
 CHECKOUT = PACKAGE_DIR.parents[1]
 
 # Params sections in pipeline order: a stage's results depend on its own section
 # and the ones before it.
-SECTIONS = ("data", "model", "train", "evaluate", "plot")
-TRAINING_SECTIONS = SECTIONS[:3]
+SECTION_ORDER = ("data", "model", "train", "evaluate", "plot")
+TRAINING_SECTIONS = SECTION_ORDER[:3]
 
 TAG_MODEL = "xornet.model"  # + .sha256 / .md5
 TAG_DATA = "xornet.data"  # + .<file stem>.sha256 / .md5
@@ -321,7 +322,11 @@ class Outbox:
         soon after the stage ends.
         """
         source = self.root / "src"
-        library = source if (source / "xornet" / "courier.py").is_file() else PACKAGE_DIR.parent
+        library = (
+            source
+            if (source / "xornet" / "tracking" / "courier.py").is_file()
+            else PACKAGE_DIR.parent
+        )
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(
             p for p in (str(library), env.get("PYTHONPATH", "")) if p
@@ -330,7 +335,14 @@ class Outbox:
             os.replace(self.log_file, self.log_file.with_suffix(".log.1"))
         with open(self.log_file, "ab") as log:
             subprocess.Popen(
-                [sys.executable, "-m", "xornet.courier", "deliver", "--root", str(self.root)],
+                [
+                    sys.executable,
+                    "-m",
+                    "xornet.tracking.courier",
+                    "deliver",
+                    "--root",
+                    str(self.root),
+                ],
                 cwd=self.root,
                 env=env,
                 stdin=subprocess.DEVNULL,
@@ -380,7 +392,7 @@ class Header:
 
 
 class Recorder:
-    """The :class:`~xornet.pipeline.RunLogger` that records a run into an outbox entry.
+    """The :class:`~xornet.stages.common.RunLogger` that records a run into an outbox entry.
 
     Files are copied into the entry when logged (a stage logs its outputs from a
     temporary folder). The per-epoch history is kept by reference and saved
@@ -509,7 +521,7 @@ def _header(settings: Params, kind: str, stage: str, store: Store, **fields: Any
 
 
 @contextlib.contextmanager
-def training_run(params: Params, root: Path, data_paths: list[Path]) -> Iterator[Recorder]:
+def record_training_run(params: Params, root: Path, data_paths: list[Path]) -> Iterator[Recorder]:
     """Record a new training run: the data, model and train params, the context tags
     and the hashes of the data files."""
     store = checked_store(root, params.tracking.experiment)
@@ -532,7 +544,9 @@ def training_run(params: Params, root: Path, data_paths: list[Path]) -> Iterator
 
 
 @contextlib.contextmanager
-def attached_run(params: Params, root: Path, model_path: Path, section: str) -> Iterator[Recorder]:
+def record_attached_run(
+    params: Params, root: Path, model_path: Path, section: str
+) -> Iterator[Recorder]:
     """Record the ``section`` stage's results for the run that trained ``model_path``."""
     if not Path(model_path).is_file():
         raise BadInput(f"{model_path}: model file not found")
@@ -552,12 +566,12 @@ def attached_run(params: Params, root: Path, model_path: Path, section: str) -> 
         yield recorder
 
 
-def study_run(
+def record_study(
     params: Params, root: Path, parent: Any, children: list[Any], artifacts: list[Path]
 ) -> None:
     """Record the convergence study: one parent run with a child run per configuration.
 
-    ``parent`` and ``children`` are :class:`xornet.study.RunRecord` objects. The
+    ``parent`` and ``children`` are :class:`xornet.study.convergence.RunRecord` objects. The
     parent holds the study's params and metrics and the ``artifacts`` under
     ``study/``; each child (tagged ``mlflow.parentRunId`` when delivered) holds its
     configuration's params, final metrics and curves with step = epoch. Every run

@@ -1,0 +1,1 @@
+"""Hyperparameters: the ``params.yaml`` schema (``schema``) and named presets (``presets``)."""

@@ -1,0 +1,18 @@
+"""Stage ``study``: the convergence study's grid trained over its seeds, its tables and figure."""
+
+from xornet.config.schema import Params
+from xornet.figures import plots
+from xornet.stages.common import Progress
+from xornet.study import convergence
+from xornet.study.convergence import ConfigResult, StudyOutputs
+
+
+def run_study(
+    params: Params, outputs: StudyOutputs, progress: Progress | None = None
+) -> list[ConfigResult]:
+    """Train every configuration of ``params.study`` over its seeds; write the figure and
+    the tables."""
+    results = convergence.train_grid(params, progress)
+    plots.save_convergence(results, outputs.figure, params)
+    convergence.write_tables(params, results, outputs)
+    return results

@@ -1,0 +1,1 @@
+"""The convergence study: a grid of configurations trained over many seeds, summarised."""
