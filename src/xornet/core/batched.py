@@ -33,10 +33,9 @@ from xornet.core.activations import ACTIVATIONS, sigmoid
 from xornet.core.losses import LOSSES
 from xornet.core.model import MLP, Architecture, init_params
 from xornet.core.optimizers import OPTIMIZERS, OptimizerSettings
-from xornet.core.training import DTYPES, TrainConfig
+from xornet.core.training import DTYPES, Progress, TrainConfig
 
 Array = np.ndarray
-Progress = Callable[[int], None]
 
 # Per-sample losses from logits z and 0/1 targets y (broadcastable shapes), the
 # elementwise forms of xornet.core.losses' summed ``total``s; a test checks that they

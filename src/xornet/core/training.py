@@ -78,6 +78,8 @@ class History:
 
 
 Callback = Callable[[int, MLP, History], None]
+# Called with the number of epochs done so far, for a progress bar.
+Progress = Callable[[int], None]
 
 
 @dataclass

@@ -1,13 +1,10 @@
-"""What the stages share: the tracking interface they report to, and progress callbacks."""
+"""What the stages share: the tracking interface they report to, and naming an architecture."""
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
 from xornet.core.model import MLP, Architecture
 from xornet.core.training import History
-
-Progress = Callable[[int], None]
 
 
 class RunLogger(Protocol):

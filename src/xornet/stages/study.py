@@ -1,8 +1,8 @@
 """Stage ``study``: the convergence study's grid trained over its seeds, its tables and figure."""
 
 from xornet.config.schema import Params
+from xornet.core.training import Progress
 from xornet.figures import plots
-from xornet.stages.common import Progress
 from xornet.study import convergence
 from xornet.study.convergence import ConfigResult, StudyOutputs
 

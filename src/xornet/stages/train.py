@@ -8,13 +8,13 @@ import numpy as np
 
 from xornet.config.schema import Params, train_config
 from xornet.core.model import MLP, Architecture
-from xornet.core.training import History, TrainResult, train
+from xornet.core.training import History, Progress, TrainResult, train
 from xornet.errors import InputMismatch
 from xornet.files import atomic
 from xornet.files.datasets import load_dataset
 from xornet.files.models import load_model, save_model
 from xornet.files.tables import HISTORY_HEADER, history_rows
-from xornet.stages.common import Progress, RunLogger, describe
+from xornet.stages.common import RunLogger, describe
 
 
 def initial_model(params: Params, n_inputs: int, init_from: Path | None = None) -> MLP:

@@ -30,7 +30,7 @@ import itertools
 import json
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +41,7 @@ from xornet.config.schema import SECTION_SCHEMAS, Params, train_config, validate
 from xornet.core.batched import BatchedResult, train_batched
 from xornet.core.data import Dataset, generate
 from xornet.core.model import Architecture
+from xornet.core.training import Progress
 from xornet.errors import ParamsError
 from xornet.files import atomic
 
@@ -50,8 +51,6 @@ PLATEAUS = {"ln2": LN2, "half_ln2": LN2 / 2}
 GRID_SECTIONS = ("data", "model", "train")
 # Loss curves keep at most about this many points per configuration.
 HISTORY_POINTS = 2000
-
-Progress = Callable[[int], None]
 
 
 # ------------------------------------------------------------------ the grid

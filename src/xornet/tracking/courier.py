@@ -67,7 +67,7 @@ def _log(message: str) -> None:
     print(f"{stamp} courier[{os.getpid()}]: {message}", flush=True)
 
 
-def _header(entry: Path) -> dict[str, Any]:
+def _header_or_empty(entry: Path) -> dict[str, Any]:
     try:
         return read_header(entry)
     except (OSError, ValueError):
@@ -78,11 +78,11 @@ def waiting_for(entry: Path, failed: list[Path]) -> Path | None:
     """The failed training entry of the model an evaluate/plot ``entry`` belongs to, if
     there is one: such an entry waits beside it, so that a retry delivers the training
     run first and the results attach to it instead of to a run of their own."""
-    header = _header(entry)
+    header = _header_or_empty(entry)
     if header.get("kind") != "attach":
         return None
     for other in failed:
-        trained = _header(other)
+        trained = _header_or_empty(other)
         if trained.get("kind") == "train" and trained.get("tags", {}).get(
             f"{TAG_MODEL}.sha256"
         ) == header.get("model_sha256"):
@@ -197,11 +197,11 @@ ROOT_OPTION = click.option(
 
 
 @click.group()
-def main() -> None:
+def track() -> None:
     """Deliver the runs the stages recorded to MLflow (they do it in the background)."""
 
 
-@main.command("flush")
+@track.command("flush")
 @ROOT_OPTION
 def flush_command(root: Path | None) -> None:
     """Deliver everything pending and retry failed entries; wait until done."""
@@ -212,7 +212,7 @@ def flush_command(root: Path | None) -> None:
         sys.exit(1)
 
 
-@main.command("status")
+@track.command("status")
 @ROOT_OPTION
 def status_command(root: Path | None) -> None:
     """Show pending and failed entries and whether a courier is delivering."""
@@ -230,18 +230,18 @@ def status_command(root: Path | None) -> None:
         click.echo(f"failed {entry.name}: {reason}")
 
 
-@main.command("deliver", hidden=True)
+@track.command("deliver", hidden=True)
 @ROOT_OPTION
 def deliver_command(root: Path | None) -> None:
     """Deliver pending entries unless another courier is at work (started by stages)."""
     deliver_in_background(find_root(root))
 
 
-def run() -> None:
+def entry_point() -> None:
     """Entry point: SIGTERM/SIGINT stop delivery cleanly (exit 143/130)."""
     signal.signal(signal.SIGTERM, _stop)
     try:
-        main.main(standalone_mode=False)
+        track.main(standalone_mode=False)
     except click.ClickException as exc:
         click.echo(f"xornet-track: error: {exc.format_message()}", err=True)
         sys.exit(2)
@@ -255,4 +255,4 @@ def run() -> None:
 
 
 if __name__ == "__main__":
-    run()
+    entry_point()

@@ -509,7 +509,7 @@ def _recorded(root: Path, header: Header) -> Iterator[Recorder]:
                 outbox.start_courier()
 
 
-def _header(settings: Params, kind: str, stage: str, store: Store, **fields: Any) -> Header:
+def _new_header(settings: Params, kind: str, stage: str, store: Store, **fields: Any) -> Header:
     return Header(
         kind=kind,
         stage=stage,
@@ -530,7 +530,7 @@ def record_training_run(params: Params, root: Path, data_paths: list[Path]) -> I
         if Path(path).is_file():
             for kind, value in file_digests(path).items():
                 tags[f"{TAG_DATA}.{Path(path).stem}.{kind}"] = value
-    header = _header(
+    header = _new_header(
         params,
         "train",
         "train",
@@ -552,7 +552,7 @@ def record_attached_run(
         raise BadInput(f"{model_path}: model file not found")
     store = checked_store(root, params.tracking.experiment)
     digests = file_digests(model_path)
-    header = _header(
+    header = _new_header(
         params,
         "attach",
         section,
@@ -580,7 +580,7 @@ def record_study(
     store = checked_store(root, params.tracking.experiment)
     context = context_tags("study")
     exp_name = os.environ.get("DVC_EXP_NAME")
-    header = _header(
+    header = _new_header(
         params,
         "study",
         "study",
