@@ -3,11 +3,13 @@
 Exit codes: 0 success; 1 an unexpected failure (I/O, divergence, tracking
 server trouble); 2 bad input (params, options, input files); 130 interrupted
 (Ctrl-C); 143 terminated (SIGTERM). Errors are one line on stderr, never a
-traceback.
+traceback. Run by DVC (`dvc repro`, `dvc exp run`), which deletes a stage's outputs
+before running it, that line also names the `dvc checkout` that restores them.
 """
 
 import contextlib
 import os
+import shlex
 import signal
 import sys
 from collections.abc import Callable, Iterator
@@ -28,6 +30,8 @@ EXIT_FAILURE = 1
 EXIT_BAD_INPUT = 2
 # Switches MLflow tracking off whatever params.yaml says (0/false/off/no).
 TRACKING_ENV = "XORNET_TRACKING"
+# Set by DVC, to the stage's address (e.g. `train`), for every stage command it runs.
+DVC_STAGE_ENV = "DVC_STAGE"
 
 
 def params_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -93,8 +97,25 @@ def run(command: click.Command) -> None:
 
 
 def _fail(name: str, message: str, code: int) -> None:
-    click.echo(f"{name}: error: {message}", err=True)
+    click.echo(error_line(name, message), err=True)
     sys.exit(code)
+
+
+def error_line(name: str, message: str) -> str:
+    """The one line a failing stage prints on stderr.
+
+    Under DVC (``DVC_STAGE`` set) the stage's previous outputs are already gone:
+    DVC deletes them before running the command. So the line says how to get the
+    last good ones (those in dvc.lock, from the DVC cache) back.
+    """
+    line = f"{name}: error: {message}"
+    stage = os.environ.get(DVC_STAGE_ENV)
+    if stage:
+        line += (
+            " (DVC removed this stage's outputs before running it;"
+            f" `dvc checkout {shlex.quote(stage)}` restores the last good ones)"
+        )
+    return line
 
 
 @contextlib.contextmanager
