@@ -159,3 +159,106 @@ def test_set_values_are_validated_like_the_file():
 @pytest.mark.parametrize(("text", "value"), [("1e-8", 1e-8), ("1E6", 1e6), ("-2.5e-3", -2.5e-3)])
 def test_exponent_floats_without_a_dot_are_floats(text, value):
     assert parse_override(f"train.eps={text}")[2] == value
+
+
+# ------------------------------------------------------------- hostile params (issue 14)
+@pytest.mark.parametrize(
+    ("override", "words"),
+    [
+        ("train.learning_rate=.inf", ["train.learning_rate", "inf", "finite"]),
+        ("train.learning_rate=.nan", ["train.learning_rate", "nan", "finite"]),
+        ("data.noise=.inf", ["data.noise", "inf", "finite"]),
+        ("data.noise=-.inf", ["data.noise", "-inf", "finite"]),
+        ("data.noise=1e300", ["data.noise", "1e+300", "less than or equal to 10"]),
+        ("model.init_scale=1e300", ["model.init_scale", "less than or equal to 100"]),
+        ("model.bias_scale=.inf", ["model.bias_scale", "finite"]),
+        ("train.eps=1e300", ["train.eps", "less than or equal to 1"]),
+        ("train.momentum=1.0", ["train.momentum", "less than 1"]),
+        ("train.beta1=.nan", ["train.beta1", "finite"]),
+        ("train.beta2=1.0", ["train.beta2", "less than 1"]),
+        ("evaluate.threshold=.nan", ["evaluate.threshold", "finite"]),
+        ("evaluate.threshold=1.5", ["evaluate.threshold", "less than 1"]),
+        ("data.test_fraction=.nan", ["data.test_fraction", "finite"]),
+        ("study.plateau_tol=.inf", ["study.plateau_tol", "finite"]),
+        ("model.seed=18446744073709551616", ["model.seed", "less than or equal to 4294967295"]),
+        ("train.learning_rate={a: 1}", ["train.learning_rate", "{'a': 1}", "valid number"]),
+        ("train.epochs={a: 1}", ["train.epochs", "{'a': 1}", "integer"]),
+    ],
+)
+def test_floats_are_finite_and_in_range(override, words):
+    with pytest.raises(ParamsError) as info:
+        load_params(PARAMS, (override,))
+    message = str(info.value)
+    assert "\n" not in message
+    for word in words:
+        assert word in message, f"{word!r} not in {message!r}"
+
+
+def test_duplicate_keys_are_refused_at_any_depth(tmp_path):
+    text = PARAMS.read_text()
+    for doubled in ("  epochs: 1000", "data:", "  seed: 0 "):
+        at = text.index(doubled)
+        line = text[at : text.index("\n", at)]
+        if doubled == "data:":  # a whole section twice
+            broken = text + "\ndata:\n  kind: xor\n"
+        else:
+            broken = text.replace(line, line + "\n" + line.split("#")[0], 1)
+        with pytest.raises(ParamsError, match=r"line \d+.*duplicate key '(epochs|data|seed)'"):
+            load_params(write(tmp_path, broken))
+
+
+def test_duplicate_keys_inside_values_are_refused():
+    with pytest.raises(ParamsError, match="duplicate key 'model.hidden'"):
+        parse_override("study.grid={model.hidden: [[2]], model.hidden: [[4]]}")
+
+
+def test_merge_keys_may_override_what_they_merge(tmp_path):
+    text = PARAMS.read_text().replace("tracking:\n", "tracking:\n  <<: {enabled: false}\n", 1)
+    assert load_params(write(tmp_path, text)).tracking.enabled is True
+
+
+def billion_laughs(levels: int = 9) -> str:
+    lines = ["a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    for i in range(1, levels):
+        lines.append(f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]")
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        (billion_laughs(), ["expands to more than", "aliases"]),
+        ("a: &r [1, *r]\n", ["recursive alias"]),
+        ("a: " + "[" * 5000 + "]" * 5000 + "\n", ["nested deeper than"]),
+        ("".join(f"a{i}: &a{i} [{f'*a{i - 1}' if i else 1}]\n" for i in range(60)), ["deeper"]),
+    ],
+    ids=["alias bomb", "recursive", "deep", "deep through aliases"],
+)
+def test_yaml_that_would_expand_is_refused_quickly(tmp_path, text, words):
+    import resource
+    import time
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    start = time.monotonic()
+    with pytest.raises(ParamsError) as info:
+        load_params(write(tmp_path, text))
+    assert time.monotonic() - start < 5
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 100_000  # KiB
+    for word in words:
+        assert word in str(info.value)
+
+
+def test_alias_bomb_in_set_is_refused():
+    with pytest.raises(ParamsError, match="malformed --set.*expands to more than"):
+        parse_override("study.grid=" + billion_laughs().replace("\n", ", ").join("{}"))
+
+
+def test_params_file_size_is_bounded(tmp_path):
+    with pytest.raises(ParamsError, match="params file larger than"):
+        load_params(write(tmp_path, "# padding\n" * 200_000))
+
+
+def test_values_in_messages_are_cut_short():
+    with pytest.raises(ParamsError) as info:
+        load_params(PARAMS, ("train.learning_rate=" + "x" * 10_000,))
+    assert len(str(info.value)) < 300

@@ -3,6 +3,12 @@
 Every key is required — ``params.yaml`` is the one place defaults live. A
 problem becomes a :class:`ParamsError` whose message is one line naming the
 key, the bad value and what is allowed.
+
+The params file and ``--set`` values are untrusted text: the YAML loader refuses
+duplicate keys, files over :data:`MAX_FILE_BYTES`, nesting deeper than
+:data:`MAX_DEPTH` and anything that would expand (through aliases) to more than
+:data:`MAX_NODES` nodes, before anything is built from it; every float must be
+finite and within its meaningful range.
 """
 
 import re
@@ -16,12 +22,108 @@ from xornet.core.training import TrainConfig
 from xornet.errors import ParamsError
 
 PositiveInt = Annotated[int, Field(ge=1)]
-Seed = Annotated[int, Field(ge=0)]
+# NumPy's classic seed range; study seeds run from model.seed up, in int64.
+Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]
+
+# Limits on the YAML text: a params file is ~60 nodes and a few KiB.
+MAX_FILE_BYTES = 1 << 20
+MAX_DEPTH = 32
+MAX_NODES = 100_000
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+class RefusedYAML(yaml.MarkedYAMLError):
+    """YAML that parses but is refused: a duplicate key, too deep or too big."""
 
 
 class _Loader(yaml.SafeLoader):
     """SafeLoader that also reads ``1e-8`` and ``1e6`` as floats (YAML 1.2 style);
-    plain PyYAML would read them as strings."""
+    plain PyYAML would read them as strings. It refuses (:class:`RefusedYAML`)
+    duplicate keys at any depth, nesting deeper than MAX_DEPTH, and documents that
+    would expand through aliases to more than MAX_NODES nodes (or recursively): the
+    size is counted on the composed node graph, whose aliases are shared, before
+    anything is constructed, so an alias bomb costs time and memory linear in its
+    text."""
+
+    _depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                mark = self.peek_event().start_mark
+                raise RefusedYAML(None, None, f"nested deeper than {MAX_DEPTH} levels", mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def compose_document(self) -> Any:
+        node = super().compose_document()
+        _expanded(node, 1, {}, set())
+        return node
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        if isinstance(node, yaml.MappingNode):
+            seen: set[Any] = set()
+            for key_node, _ in node.value:
+                if key_node.tag == _MERGE_TAG:
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    duplicate = key in seen
+                except TypeError:  # unhashable: SafeLoader's own error follows
+                    continue
+                if duplicate:
+                    raise RefusedYAML(
+                        None,
+                        None,
+                        f"duplicate key {key!r} (each key may appear once)",
+                        key_node.start_mark,
+                    )
+                seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _expanded(
+    node: Any, depth: int, known: dict[int, tuple[int, int]], path: set[int]
+) -> tuple[int, int]:
+    """(nodes, height) of ``node`` with every alias expanded; raises RefusedYAML past
+    MAX_NODES or MAX_DEPTH, or on a recursive alias. ``known`` memoises shared nodes."""
+    if id(node) in known:
+        size, height = known[id(node)]
+    elif id(node) in path:
+        raise RefusedYAML(None, None, "recursive alias", node.start_mark)
+    else:
+        if isinstance(node, yaml.SequenceNode):
+            children = node.value
+        elif isinstance(node, yaml.MappingNode):
+            children = [part for pair in node.value for part in pair]
+        else:
+            children = []
+        path.add(id(node))
+        size, height = 1, 1
+        for child in children:
+            child_size, child_height = _expanded(child, depth + 1, known, path)
+            size, height = size + child_size, max(height, child_height + 1)
+            if size > MAX_NODES:
+                break
+        path.discard(id(node))
+        known[id(node)] = (size, height)
+    if size > MAX_NODES:
+        raise RefusedYAML(
+            None,
+            None,
+            f"expands to more than {MAX_NODES} values (through aliases)",
+            node.start_mark,
+        )
+    if depth + height - 1 > MAX_DEPTH:
+        raise RefusedYAML(
+            None,
+            None,
+            f"nested deeper than {MAX_DEPTH} levels (through aliases)",
+            node.start_mark,
+        )
+    return size, height
 
 
 _Loader.add_implicit_resolver(
@@ -36,14 +138,15 @@ def _load_yaml(text: str) -> Any:
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    # allow_inf_nan=False: every float is finite (".inf" and ".nan" are refused).
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
 
 
 class DataParams(_Section):
     kind: Literal["xor", "noisy_xor", "parity"]
     n_samples: PositiveInt
     test_fraction: Annotated[float, Field(gt=0, lt=1)]
-    noise: Annotated[float, Field(ge=0)]
+    noise: Annotated[float, Field(ge=0, le=10)]
     n_bits: Annotated[int, Field(ge=2, le=16)]
     seed: Seed
 
@@ -67,8 +170,8 @@ class ModelParams(_Section):
     hidden: Annotated[list[PositiveInt], Field(min_length=1)]
     activation: Literal["sigmoid", "tanh", "relu"]
     init: Literal["normal", "xavier", "he"]
-    init_scale: Annotated[float, Field(gt=0)]
-    bias_scale: Annotated[float, Field(ge=0)]
+    init_scale: Annotated[float, Field(gt=0, le=100)]
+    bias_scale: Annotated[float, Field(ge=0, le=100)]
     seed: Seed
 
 
@@ -82,7 +185,7 @@ class TrainParams(_Section):
     momentum: Annotated[float, Field(ge=0, lt=1)]
     beta1: Annotated[float, Field(ge=0, lt=1)]
     beta2: Annotated[float, Field(ge=0, lt=1)]
-    eps: Annotated[float, Field(gt=0)]
+    eps: Annotated[float, Field(gt=0, le=1)]
     dtype: Literal["float64", "float32"]
     snapshot_every: PositiveInt
 
@@ -162,9 +265,15 @@ def _format_error(error: dict[str, Any], source: str) -> str:
     if message.startswith("Value error, "):
         message = message[len("Value error, ") :]
     value = error.get("input")
-    if isinstance(value, dict):
+    if isinstance(value, dict) and len(loc) <= 1:  # a section's own check names its keys
         return f"{source}: {message}"
-    return f"{source}: {key} = {value!r}: {message}"
+    return f"{source}: {key} = {_shown(value)}: {message}"
+
+
+def _shown(value: Any, limit: int = 80) -> str:
+    """``repr(value)``, cut to ``limit`` characters (a value may be long)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def validate(raw: Any, source: str = "params") -> Params:
@@ -178,7 +287,7 @@ def validate(raw: Any, source: str = "params") -> Params:
         line = _format_error(errors[0], source)  # type: ignore[arg-type]
         if len(errors) > 1:
             line += f" (and {len(errors) - 1} more problem(s))"
-        raise ParamsError(line) from None
+        raise ParamsError(" ".join(line.splitlines())) from None
 
 
 def parse_override(text: str) -> tuple[str, str, Any]:
@@ -189,8 +298,10 @@ def parse_override(text: str) -> tuple[str, str, Any]:
         raise ParamsError(f"malformed --set {text!r}: expected section.key=value")
     try:
         parsed = _load_yaml(value) if value.strip() else None
+    except RefusedYAML as exc:
+        raise ParamsError(f"malformed --set {_shown(text)}: {exc.problem}") from None
     except yaml.YAMLError:
-        raise ParamsError(f"malformed --set {text!r}: value is not valid YAML") from None
+        raise ParamsError(f"malformed --set {_shown(text)}: value is not valid YAML") from None
     if parsed is None:
         raise ParamsError(f"malformed --set {text!r}: empty value")
     return section, name, parsed
@@ -201,7 +312,13 @@ def read_yaml(path: Path) -> Any:
     if not path.is_file():
         raise ParamsError(f"{path}: params file not found")
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as file:
+            data = file.read(MAX_FILE_BYTES + 1)
+        if len(data) > MAX_FILE_BYTES:
+            raise ParamsError(
+                f"{path}: params file larger than {MAX_FILE_BYTES} bytes (allowed: at most that)"
+            )
+        text = data.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ParamsError(f"{path}: cannot read params file ({exc})") from None
     try:
@@ -210,7 +327,8 @@ def read_yaml(path: Path) -> Any:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise ParamsError(f"{path}: YAML syntax error{where}: {problem}") from None
+        kind = "refused YAML" if isinstance(exc, RefusedYAML) else "YAML syntax error"
+        raise ParamsError(f"{path}: {kind}{where}: {problem}") from None
     if raw is None:
         raise ParamsError(f"{path}: params file is empty")
     return raw

@@ -7,6 +7,7 @@ import numpy as np
 
 from xornet.core.data import Dataset
 from xornet.errors import DataFileError
+from xornet.files import npz_problem
 from xornet.files.atomic import write_npz
 
 
@@ -32,7 +33,7 @@ def load_dataset(path: str | Path) -> Dataset:
     except DataFileError:
         raise
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-        raise DataFileError(f"{path}: not a readable .npz data file ({exc})") from None
+        raise DataFileError(f"{path}: not a readable .npz data file ({npz_problem(exc)})") from None
     if X.ndim != 2 or X.shape[0] < 1 or X.shape[1] < 1 or X.dtype.kind not in "fiu":
         raise DataFileError(
             f"{path}: X must be a 2-D numeric (features, n) array, got {X.dtype} {X.shape}"

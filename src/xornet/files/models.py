@@ -14,6 +14,7 @@ import numpy as np
 
 from xornet.core.model import MLP, Architecture
 from xornet.errors import ModelFileError
+from xornet.files import npz_problem
 from xornet.files.atomic import write_npz
 
 
@@ -32,7 +33,9 @@ def _read_npz(path: Path, what: str) -> dict[str, np.ndarray]:
         with archive:
             return {name: archive[name] for name in archive.files}
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-        raise ModelFileError(f"{path}: not a readable .npz {what} file ({exc})") from None
+        raise ModelFileError(
+            f"{path}: not a readable .npz {what} file ({npz_problem(exc)})"
+        ) from None
 
 
 def load_model(path: str | Path) -> MLP:
