@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 
 from xornet.config.schema import Params, train_config
+from xornet.core.diagnosis import Diagnosis, Probe, RunSettings, diagnose, probe, probe_every
+from xornet.core.losses import LOSSES
 from xornet.core.model import MLP, Architecture
 from xornet.core.training import History, Progress, TrainResult, train
 from xornet.errors import InputMismatch
@@ -75,6 +77,30 @@ class TrainOutputs:
     history: Path
     metrics: Path
     snapshots: Path
+    diagnosis: Path
+
+
+@dataclass(frozen=True)
+class TrainedRun:
+    """What the train stage produced: the training result and its diagnosis."""
+
+    result: TrainResult
+    diagnosis: Diagnosis
+
+
+def run_settings(params: Params) -> RunSettings:
+    """The settings a diagnosis's advice adjusts, from ``params``."""
+    m, t = params.model, params.train
+    return RunSettings(
+        t.loss,
+        t.learning_rate,
+        m.activation,
+        tuple(m.hidden),
+        m.init,
+        m.init_scale,
+        m.bias_scale,
+        t.epochs,
+    )
 
 
 def run_train(
@@ -85,9 +111,9 @@ def run_train(
     logger: RunLogger,
     init_from: Path | None = None,
     progress: Progress | None = None,
-) -> TrainResult:
-    """Train on ``train_path`` (validating on ``test_path``) and write model, history,
-    metrics and snapshots."""
+) -> TrainedRun:
+    """Train on ``train_path`` (validating on ``test_path``), diagnose the run and write
+    model, history, metrics, snapshots and the diagnosis."""
     train_set, test_set = load_dataset(train_path), load_dataset(test_path)
     if test_set.X.shape[0] != train_set.X.shape[0]:
         raise InputMismatch(
@@ -98,9 +124,14 @@ def run_train(
     epochs = params.train.epochs
     snapshots = SnapshotRecorder(params.train.snapshot_every, epochs)
     tick = max(1, epochs // 100)
+    probes: list[Probe] = []
+    every = probe_every(epochs)
+    loss = LOSSES[params.train.loss]
 
     def callback(epoch: int, current: MLP, history: History) -> None:
         snapshots(epoch, current)
+        if epoch % every == 0 or epoch == epochs:
+            probes.append(probe(epoch, current, train_set.X, train_set.y, loss))
         logger.log_progress(history)
         if progress is not None:
             progress(epoch)
@@ -112,17 +143,30 @@ def run_train(
         train_config(params),
         validation=(test_set.X, test_set.y),
         callback=callback,
-        callback_every=math.gcd(tick, params.train.snapshot_every),
+        callback_every=math.gcd(tick, params.train.snapshot_every, every),
     )
     summary = train_summary(result.history)
+    diagnosis = diagnose(result.history, probes, run_settings(params))
     logger.log_history(result.history)
     logger.log_metrics({f"final_{k}": v for k, v in summary.items()})
-    with atomic.staged(outputs.model, outputs.history, outputs.metrics, outputs.snapshots) as files:
-        model_file, history_file, metrics_file, snapshots_file = files
+    logger.log_metrics(diagnosis.numbers())
+    logger.log_tags({"xornet.diagnosis": diagnosis.verdict})
+    targets = (
+        outputs.model,
+        outputs.history,
+        outputs.metrics,
+        outputs.snapshots,
+        outputs.diagnosis,
+    )
+    with atomic.staged(*targets) as files:
+        model_file, history_file, metrics_file, snapshots_file, diagnosis_file = files
         save_model(result.model.copy(np.float64), model_file)
         atomic.write_csv(history_file, HISTORY_HEADER, history_rows(result.history))
         atomic.write_json(metrics_file, summary)
         atomic.write_npz(snapshots_file, snapshots.arrays(result.model.arch))
-        logger.log_artifacts([model_file, history_file, metrics_file], folder="train")
+        atomic.write_json(diagnosis_file, diagnosis.to_json())
+        logger.log_artifacts(
+            [model_file, history_file, metrics_file, diagnosis_file], folder="train"
+        )
         logger.log_model(result.model, model_file)
-    return result
+    return TrainedRun(result, diagnosis)
