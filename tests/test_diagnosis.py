@@ -194,3 +194,40 @@ def test_the_train_stage_prints_the_diagnosis_as_its_last_line(tmp_path):
     assert last.endswith("try model.init=xavier model.init_scale=1.0 train.learning_rate=0.5 "
                          "model.hidden=[4]")  # fmt: skip
     assert json.loads((tmp_path / "d.json").read_text())["verdict"] == "plateau_ln2"
+
+
+def test_a_plateau_over_seeds_with_two_units_is_a_capacity_verdict_in_the_study():
+    """The study has what one run lacks: many seeds. Two tanh units from init scale 1
+    stall on a good share of them; eight units do not."""
+    from xornet.study import convergence
+
+    params = load_params(
+        PARAMS,
+        (
+            "model.init=normal",
+            "model.init_scale=1.0",
+            "train.learning_rate=1.0",
+            "study.seeds=30",
+            "study.grid={model.hidden: [[2], [8]]}",
+        ),
+    )
+    two, eight = convergence.train_grid(params)
+    stalled = two.summary["unsolved_ln2"] + two.summary["unsolved_half_ln2"]
+    assert stalled >= 3, two.summary
+    assert (two.summary["verdict"], two.summary["try"]) == ("capacity", "model.hidden=[4]")
+    assert eight.summary["verdict"] == "converged" and eight.summary["try"] == ""
+
+
+@pytest.mark.parametrize(
+    ("hidden", "solved", "stalled", "diverged", "verdict"),
+    [
+        ((2,), 100, 0, 0, "converged"),
+        ((2,), 70, 30, 0, "capacity"),
+        ((2, 8), 70, 30, 0, "capacity"),
+        ((8,), 70, 30, 0, "plateau"),
+        ((8,), 50, 0, 50, "oscillating"),
+        ((8,), 95, 5, 0, "not_converged"),
+    ],
+)
+def test_verdicts_over_seeds(hidden, solved, stalled, diverged, verdict):
+    assert diagnosis.diagnose_seeds(hidden, 100, solved, stalled, diverged)[0] == verdict

@@ -26,6 +26,10 @@ lr_too_small       the loss still falls in at least ``falling_share`` of the
 not_converged      anything else (accuracy below 100 %, no pattern recognised)
 =================  =============================================================
 
+Over many seeds (the convergence study, :func:`diagnose_seeds`) one more verdict
+can be measured: ``capacity``, a plateau that persists over seeds with at most
+two hidden units.
+
 A plateau carries the reasons the last probe can show: ``vanishing_gradient``
 (first-layer gradient norm below ``vanishing_gradient``), ``symmetry`` (two first-layer
 units whose outputs correlate above ``twin_correlation``), ``constant_output``
@@ -97,6 +101,9 @@ THRESHOLDS: dict[str, float] = {
     "falling_share": 0.9,
     # ... and by at least 0.01 % over the tail (a saddle falls by far less).
     "still_learning": 1e-4,
+    # Over seeds (the study): a failure mode on a tenth of the seeds is the
+    # configuration's, not one seed's bad luck.
+    "capacity_share": 0.1,
 }
 
 
@@ -385,3 +392,28 @@ def _plateau(
 
 def _round(value: float) -> str:
     return f"{value:.3g}"
+
+
+def diagnose_seeds(
+    hidden: tuple[int, ...], seeds: int, solved: int, stalled: int, diverged: int
+) -> tuple[str, str]:
+    """A verdict for one configuration trained over many seeds (the convergence study):
+    ``(verdict, what to try)``. ``stalled`` counts unsolved seeds that ended on a
+    plateau (ln 2 or ln 2 / 2).
+
+    ``capacity``: with at most 2 units in a hidden layer, a plateau that persists over
+    at least ``capacity_share`` of the seeds is the width's doing (XOR needs two
+    well-placed lines; with exactly two units a bad start has no spare unit to
+    recover with), not a seed's bad luck.
+    """
+    share = THRESHOLDS["capacity_share"]
+    if solved == seeds:
+        return "converged", ""
+    if diverged > seeds * share:
+        return "oscillating", "a smaller train.learning_rate"
+    if stalled >= seeds * share:
+        wider = "model.hidden=[" + ", ".join(str(max(4, h)) for h in hidden) + "]"
+        if min(hidden) <= 2:
+            return "capacity", wider
+        return "plateau", "model.init=xavier model.init_scale=1.0"
+    return "not_converged", "more train.epochs"

@@ -40,6 +40,7 @@ import numpy as np
 from xornet.config.schema import SECTION_SCHEMAS, Params, train_config, validate
 from xornet.core.batched import BatchedResult, train_batched
 from xornet.core.data import Dataset, generate
+from xornet.core.diagnosis import diagnose_seeds
 from xornet.core.model import Architecture
 from xornet.core.training import Progress
 from xornet.errors import ParamsError
@@ -210,7 +211,8 @@ def train_grid(params: Params, progress: Progress | None = None) -> list[ConfigR
         start = time.perf_counter()
         result = train_configuration(config, params.study.seeds, cache, tick)
         seconds = time.perf_counter() - start
-        summary = summarize(result, params.study.plateau_tol)
+        hidden = tuple(config.params.model.hidden)
+        summary = summarize(result, params.study.plateau_tol, hidden)
         results.append(ConfigResult(config, result, summary, seconds))
         done += config.params.train.epochs
     return results
@@ -241,6 +243,8 @@ SUMMARY_METRICS = (
     "unsolved_half_ln2",
     "unsolved_other",
     "diverged",
+    "verdict",
+    "try",
 )
 
 
@@ -262,7 +266,9 @@ def unsolved_at(result: BatchedResult, plateau: float, tol: float) -> np.ndarray
     return near & ~result.success & ~result.diverged
 
 
-def summarize(result: BatchedResult, plateau_tol: float) -> dict[str, Any]:
+def summarize(
+    result: BatchedResult, plateau_tol: float, hidden: tuple[int, ...] = (8,)
+) -> dict[str, Any]:
     """The per-configuration numbers of :data:`SUMMARY_METRICS` (None where undefined)."""
     success = result.success
     S = result.seeds.size
@@ -281,6 +287,10 @@ def summarize(result: BatchedResult, plateau_tol: float) -> dict[str, Any]:
     summary["unsolved_other"] = (
         S - summary["solved"] - summary["unsolved_ln2"] - summary["unsolved_half_ln2"]
     ) - summary["diverged"]
+    stalled = summary["unsolved_ln2"] + summary["unsolved_half_ln2"]
+    summary["verdict"], summary["try"] = diagnose_seeds(
+        hidden, S, summary["solved"], stalled, summary["diverged"]
+    )
     return {key: summary[key] for key in SUMMARY_METRICS}
 
 
@@ -379,8 +389,8 @@ def markdown(params: Params, results: list[ConfigResult]) -> str:
         "",
         "| configuration | epochs | solved | epochs to solve: median [IQR] | range "
         "| final loss: median [IQR] | max | unsolved at ln 2 | at ln 2 / 2 | elsewhere "
-        "| diverged |",
-        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+        "| diverged | verdict |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|",
     ]
     for r in results:
         s = r.summary
@@ -399,10 +409,12 @@ def markdown(params: Params, results: list[ConfigResult]) -> str:
             f"{_fmt_loss(s['final_loss_median'])} "
             f"[{_fmt_loss(s['final_loss_q25'])}–{_fmt_loss(s['final_loss_q75'])}]"
         )
+        verdict = f"{s['verdict']} (try {s['try']})" if s["try"] else s["verdict"]
         lines.append(
             f"| {r.label} | {s['epochs']} | {s['solved']}/{s['seeds']} | {epochs} | {span} "
             f"| {loss} | {_fmt_loss(s['final_loss_max'])} | {s['unsolved_ln2']} "
-            f"| {s['unsolved_half_ln2']} | {s['unsolved_other']} | {s['diverged']} |"
+            f"| {s['unsolved_half_ln2']} | {s['unsolved_other']} | {s['diverged']} "
+            f"| {verdict} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -499,11 +511,17 @@ def run_records(params: Params, results: list[ConfigResult]) -> tuple[RunRecord,
                     "study.overrides": json.dumps(r.config.overrides),
                 },
                 metrics={
-                    k: float(v) for k, v in r.summary.items() if v is not None and k != "epochs"
+                    k: float(v)
+                    for k, v in r.summary.items()
+                    if isinstance(v, int | float) and k != "epochs"
                 }
                 | {"seconds": r.seconds},
                 curves=curves,
-                tags={"xornet.kind": "study-configuration", "xornet.configuration": r.label},
+                tags={
+                    "xornet.kind": "study-configuration",
+                    "xornet.configuration": r.label,
+                    "xornet.diagnosis": r.summary["verdict"],
+                },
             )
         )
     return parent, children
