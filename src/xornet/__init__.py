@@ -17,4 +17,10 @@ Arrays follow the tutorial's convention: features are rows, so ``X`` is
 (features, n) and labels ``y`` are (1, n).
 """
 
+from xornet.core import determinism
+
+# Before anything imports NumPy (every stage imports xornet first): the same
+# floating-point results on every x86-64 machine with AVX2. See core/determinism.py.
+determinism.pin()
+
 __version__ = "0.1.0"
