@@ -6,6 +6,8 @@ and tested against it: ``activations`` and ``losses`` (registries of small
 objects, each a value and a derivative), ``initializers``, ``model`` (forward
 pass and backprop in blocks of columns), ``optimizers``, ``training`` (the
 loop), ``batched`` (many seeds at once, for the study), ``data`` (the seeded
-datasets) and ``metrics``. Features are rows: ``X`` is (features, n), ``y``
-is (1, n). Imports NumPy, the standard library and :mod:`xornet.errors` only.
+datasets), ``metrics``, and ``determinism`` (pins the CPU-dependent kernels of
+NumPy and OpenBLAS before NumPy loads: the same bytes on every AVX2 machine).
+Features are rows: ``X`` is (features, n), ``y`` is (1, n). Imports NumPy, the
+standard library and :mod:`xornet.errors` only.
 """
