@@ -11,7 +11,8 @@ chosen) and tracking off: generate, train and evaluate, each by its stage
 command. Then, each in a fresh process:
 
 - ``import matplotlib`` alone, the reference the issue measures against;
-- the stage's imports (click, the library, ``xornet.figures.plots`` with matplotlib),
+- the stage's imports (click, ``xornet.cli``, ``xornet.stages.plot`` with the figures
+  and matplotlib),
   i.e. the plot stage doing nothing;
 - the plot stage itself, with ``--set plot.animation_frames=F`` for each F
   (all four figures; the defaults are 50 frames, dpi 100, grid 200).
@@ -145,7 +146,7 @@ def main() -> None:
                 python,
                 "-c",
                 f"import sys; sys.path.insert(0, {str(ROOT / 'src')!r}); "
-                "import click; from xornet import cli, pipeline, plots",
+                "import click; from xornet import cli; from xornet.stages import plot",
             ],
             folder,
             repeat,
