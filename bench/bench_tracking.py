@@ -43,7 +43,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from xornet.tracking.courier import courier_lock  # noqa: E402
+from xornet.tracking.courier import courier_lock, lock_holder  # noqa: E402
 from xornet.tracking.outbox import Outbox  # noqa: E402
 
 BREAKDOWN = r"""
@@ -103,11 +103,7 @@ def wait_for_courier(project: Path) -> float:
     """Seconds until the courier has delivered everything and released its lock."""
     outbox = Outbox(project)
     start = time.perf_counter()
-    while True:
-        if not outbox.pending():
-            with courier_lock(outbox, wait=False, record_pid=False) as free:
-                if free:
-                    break
+    while outbox.pending() or lock_holder(outbox.lock_file) is not None:
         time.sleep(0.02)
     if outbox.failed():
         sys.exit(f"the courier could not deliver a run: see {outbox.log_file}")

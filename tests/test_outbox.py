@@ -16,7 +16,7 @@ from xornet.config.schema import load_params
 from xornet.core.model import MLP, Architecture
 from xornet.core.training import History
 from xornet.files.models import save_model
-from xornet.tracking import courier, outbox
+from xornet.tracking import outbox
 
 
 @pytest.fixture
@@ -108,19 +108,41 @@ def test_evaluate_records_for_the_model_it_read(tmp_path, params, couriers):
     assert set(header["params"]) == {f"evaluate.{k}" for k in params.evaluate.model_dump()}
 
 
-def test_entries_wait_in_the_order_their_stages_ended(tmp_path, params, couriers):
-    first = outbox.Outbox(tmp_path).new_entry()  # started first, ends last
-    with outbox.record_training_run(params, tmp_path, []):
-        pass
-    recorder = outbox.Recorder(first, outbox.Header("train", "late", "x", {}, {}, {}, 0))
-    recorder.close("FINISHED")
-    outbox.Outbox(tmp_path).enqueue(first)
-    stages = [
-        json.loads((e / outbox.ENTRY_FILE).read_text())["stage"]
-        for e in outbox.Outbox(tmp_path).pending()
-    ]
+def test_entries_wait_in_the_order_the_outbox_numbered_them_not_by_clock(
+    tmp_path, params, couriers, monkeypatch
+):
+    first, lock = outbox.Outbox(tmp_path).new_entry()  # started first, ends last
+    with lock:
+        with outbox.record_training_run(params, tmp_path, []):
+            pass
+        recorder = outbox.Recorder(first, outbox.Header("train", "late", "x", {}, {}, {}, 0))
+        recorder.close("FINISHED")
+        monkeypatch.setattr(outbox.time, "time_ns", lambda: 0)  # a clock set back
+        monkeypatch.setattr(outbox.time, "time", lambda: 0.0)
+        outbox.Outbox(tmp_path).enqueue(first)
+    pending = outbox.Outbox(tmp_path).pending()
+    stages = [json.loads((e / outbox.ENTRY_FILE).read_text())["stage"] for e in pending]
     assert stages == ["train", "late"]
+    assert [e.name.split("-")[0] for e in pending] == ["000000000001", "000000000002"]
+    ids = [json.loads((e / outbox.ENTRY_FILE).read_text())["entry_id"] for e in pending]
+    assert ids == [outbox.entry_id(e) for e in pending] and len(set(ids)) == 2
     assert (tmp_path / ".xornet" / ".gitignore").read_text() == "*\n"
+
+
+def test_an_entry_that_cannot_be_recorded_is_kept_in_failed_with_its_reason(
+    tmp_path, params, couriers, monkeypatch
+):
+    def full(self, folder):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(outbox.Outbox, "enqueue", full)
+    with pytest.raises(RuntimeError), outbox.record_training_run(params, tmp_path, []):
+        raise RuntimeError("boom")
+    (entry,) = outbox.Outbox(tmp_path).failed()
+    assert "recording the FAILED run failed" in (entry / outbox.ERROR_FILE).read_text()
+    assert "No space left" in (entry / outbox.ERROR_FILE).read_text()
+    assert json.loads((entry / outbox.ENTRY_FILE).read_text())["status"] == "FAILED"
+    assert not couriers
 
 
 def test_a_deleted_experiment_is_refused_before_the_stage_computes(tmp_path, params, couriers):
@@ -135,17 +157,43 @@ def test_a_deleted_experiment_is_refused_before_the_stage_computes(tmp_path, par
     assert not outbox.Outbox(tmp_path).pending() and not couriers
 
 
-def test_staging_folders_of_dead_stages_are_swept(tmp_path):
-    box = outbox.Outbox(tmp_path)
-    box.make_dirs()
-    dead = subprocess.Popen(["true"])
-    dead.wait()
-    abandoned = box.staging / f"{dead.pid}-1"
-    recording = box.staging / f"{os.getpid()}-2"  # this process is alive: still recording
-    for folder in (abandoned, recording):
-        folder.mkdir()
-    assert courier.sweep_abandoned(box) == [abandoned]
-    assert not abandoned.exists() and recording.is_dir()
+def test_a_stage_killed_outright_is_enqueued_as_killed_by_its_lock_not_its_pid(tmp_path, params):
+    """A stage SIGKILLed while recording: the kernel releases its lock, and the sweep
+    enqueues its entry as a KILLED run; a stage still recording is left alone."""
+    script = (
+        "import sys, time\n"
+        "from xornet.config.schema import load_params\n"
+        "from xornet.tracking import outbox\n"
+        "outbox.Outbox.start_courier = lambda self: None\n"
+        f"params = load_params({str(REPO_ROOT / 'params.yaml')!r})\n"
+        f"with outbox.record_training_run(params, outbox.Path({str(tmp_path)!r}), []):\n"
+        "    print('recording', flush=True)\n"
+        "    time.sleep(600)\n"
+    )
+    env = {**os.environ, "XORNET_TRACKING": "1"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    stage = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        assert stage.stdout.readline() == "recording\n"
+        box = outbox.Outbox(tmp_path)
+        (folder,) = box.staging.iterdir()
+        recording, lock = box.new_entry()  # this process records too: still alive
+        with lock:
+            assert box.sweep_abandoned() == []  # both still hold their locks
+            stage.kill()
+            stage.wait(timeout=30)
+            (moved,) = box.sweep_abandoned()
+            assert recording.is_dir() and not folder.exists()
+    finally:
+        if stage.poll() is None:
+            stage.kill()
+            stage.wait()
+    assert box.pending() == [moved] and outbox.entry_id(moved) == folder.name
+    header = json.loads((moved / outbox.ENTRY_FILE).read_text())
+    assert header["status"] == "KILLED" and header["kind"] == "train"
+    assert header["end_ms"] >= header["start_ms"]
 
 
 @pytest.mark.parametrize(
@@ -165,3 +213,42 @@ def test_xornet_track_bad_usage_is_one_line_exit_2(args, message):
     (line,) = proc.stderr.splitlines()
     assert line.startswith("xornet-track: error: ") and message in line
     assert proc.stdout == ""
+
+
+def xornet_track(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    command = [str(Path(sys.executable).parent / "xornet-track"), *args, f"--root={root}"]
+    return subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=60)
+
+
+def test_a_failed_entry_is_shown_and_deleted_only_by_discard_with_its_id(
+    tmp_path, params, couriers
+):
+    with outbox.record_training_run(params, tmp_path, []):
+        pass
+    with outbox.record_training_run(params, tmp_path, []):
+        pass
+    box = outbox.Outbox(tmp_path)
+    failed, waiting = box.pending()
+    failed = box.set_aside(failed, "MLflow (sqlite:///x.db): database is locked")
+    wanted = outbox.entry_id(failed)
+    status = xornet_track(tmp_path, "status").stdout
+    assert "pending: 1  failed: 1  courier: idle" in status
+    assert f"failed {wanted}: MLflow (sqlite:///x.db): database is locked" in status
+    shown = xornet_track(tmp_path, "show", wanted)
+    assert shown.returncode == 0, shown.stderr
+    assert f"entry {wanted}: failed, sequence 000000000001" in shown.stdout
+    assert "not delivered: MLflow (sqlite:///x.db): database is locked" in shown.stdout
+    assert "params: data.kind=xor" in shown.stdout
+    for args, message in (
+        (["discard", wanted[:6]], "no pending or failed entry"),  # the whole id, no prefix
+        (["discard", outbox.entry_id(waiting)], "is pending, not failed"),
+        (["show", "nope"], "no pending or failed entry 'nope'"),
+    ):
+        proc = xornet_track(tmp_path, *args)
+        assert proc.returncode == 2, proc.stderr
+        (line,) = proc.stderr.splitlines()
+        assert line.startswith("xornet-track: error: ") and message in line
+    assert box.failed() == [failed] and box.pending() == [waiting]
+    done = xornet_track(tmp_path, "discard", wanted)
+    assert done.returncode == 0 and done.stdout == f"discarded {wanted} (never delivered)\n"
+    assert box.failed() == [] and box.pending() == [waiting]

@@ -96,8 +96,11 @@ def client(root: Path):
 
 
 def runs_in(root: Path, experiment: str) -> list:
+    """The study's runs: in ``<experiment>-study``, never among the training runs."""
     c = client(root)
-    exp = c.get_experiment_by_name(experiment)
+    assert c.get_experiment_by_name(experiment) is None
+    exp = c.get_experiment_by_name(f"{experiment}-study")
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
     return c.search_runs([exp.experiment_id], order_by=["attributes.start_time ASC"])
 
 
@@ -148,7 +151,7 @@ def test_study_logs_one_finished_parent_and_a_child_per_configuration(results, r
         assert child.data.params["train.epochs"] == "150"
         assert json.loads(child.data.params["study.overrides"]) == result.config.overrides
         for key, value in result.summary.items():
-            if value is not None and key != "epochs":
+            if isinstance(value, int | float) and key != "epochs":  # not the verdict
                 assert child.data.metrics[key] == pytest.approx(value), key
         assert "seconds" in child.data.metrics
         # Curves: one point per recorded epoch, step = epoch, values as computed.
@@ -167,8 +170,8 @@ def test_study_logs_one_finished_parent_and_a_child_per_configuration(results, r
         assert all(math.isfinite(m.value) for m in median)
     assert not [r for r in runs if r.info.status == "RUNNING"]
     # Artifacts under the project root, as for training runs.
-    experiment = c.get_experiment_by_name("study-ok")
-    assert experiment.artifact_location == (root / "mlruns" / "study-ok").as_uri()
+    experiment = c.get_experiment_by_name("study-ok-study")
+    assert experiment.artifact_location == (root / "mlruns" / "study-ok-study").as_uri()
 
 
 def test_a_failed_or_interrupted_delivery_ends_its_runs_and_the_retry_delivers_once(

@@ -19,7 +19,7 @@ import pytest
 
 from conftest import base_env, courier_processes, make_clone, run, wait_for_delivery
 from xornet.errors import BadInput
-from xornet.tracking.outbox import Outbox, resolve_store
+from xornet.tracking.outbox import Outbox, entry_id, resolve_store
 
 TRAIN_OUTPUTS = ["models/model.npz", "models/snapshots.npz", "metrics/history.csv"]
 STAGE_OUTPUTS = [*TRAIN_OUTPUTS, "metrics/train.json"]
@@ -371,21 +371,26 @@ def test_an_undeliverable_run_waits_in_failed_until_flush_delivers_it(repo):
     wait_for_delivery(repo, check=False)
     stage(repo, "evaluate", env=env)
     wait_for_delivery(repo, check=False)
-    entry, evaluation = Outbox(repo).failed()
+    entry, evaluation = (entry_id(e) for e in Outbox(repo).failed())
     status = track(repo, "status").stdout
     assert "pending: 0  failed: 2  courier: idle" in status
-    assert f"failed {entry.name}: cannot use MLflow tracking store" in status
+    assert f"failed {entry}: cannot use MLflow tracking store" in status
     # The evaluation is kept back with its training run, not logged to a run of its own.
-    assert f"failed {evaluation.name}: waits for its training run (entry {entry.name}" in status
+    assert f"failed {evaluation}: waits for its training run (entry {entry}" in status
     # Without --root, from a subfolder: the nearest folder holding dvc.yaml.
     xornet_track = str(Path(sys.executable).parent / "xornet-track")
     assert run([xornet_track, "status"], repo / "models").stdout == status
+    shown = track(repo, "show", entry).stdout
+    assert f"entry {entry}: failed" in shown and "kind: train" in shown
+    assert "not delivered: cannot use MLflow tracking store" in shown
     retry = track(repo, "flush", check=False)
     assert retry.returncode == 1
     first, second = retry.stderr.splitlines()
-    assert first.startswith(f"xornet-track: error: {entry.name}: cannot use MLflow tracking store")
-    assert second.startswith(f"xornet-track: error: {evaluation.name}: waits for its training")
-    broken.unlink()  # the store is fixed: the next flush delivers
+    assert first.startswith(f"xornet-track: error: {entry}: cannot use MLflow tracking store")
+    assert second.startswith(f"xornet-track: error: {evaluation}: waits for its training")
+    broken.unlink()  # the store is fixed: retry delivers the training entry, flush the rest
+    track(repo, "retry", entry)
+    assert [entry_id(e) for e in Outbox(repo).failed()] == [evaluation]
     track(repo, "flush")
     assert not Outbox(repo).failed() and not Outbox(repo).pending()
     from mlflow import MlflowClient

@@ -216,6 +216,7 @@ class StudyParams(_Section):
 class TrackingParams(_Section):
     enabled: bool
     experiment: Annotated[str, Field(min_length=1)]
+    registered_model: Annotated[str, Field(min_length=1)]
 
 
 class Params(_Section):

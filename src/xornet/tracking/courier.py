@@ -1,18 +1,24 @@
 """The courier: delivers the outbox's entries to MLflow, and the ``xornet-track`` command.
 
-``xornet-track flush``   deliver every pending entry and retry the failed ones,
-                         waiting for a courier already at work; exit 1 if any
-                         entry still cannot be delivered (each named, one line).
-``xornet-track status``  what is pending, what failed and why, whether a
-                         courier is delivering.
+``xornet-track flush``        deliver every pending entry and retry the failed ones,
+                              waiting for a courier already at work; exit 1 if any
+                              entry still cannot be delivered (each named, one line).
+``xornet-track status``       what is pending, what failed and why, whether a
+                              courier is delivering. It only reads: it never takes
+                              the courier's lock, so it never stops or delays one.
+``xornet-track show ID``      one entry: what it records and, if it failed, why.
+``xornet-track retry ID...``  deliver these failed entries again, now.
+``xornet-track discard ID``   delete a failed entry, undelivered (the only way an
+                              undelivered entry is ever deleted).
 
 Stages start ``python -m xornet.tracking.courier deliver --root ROOT`` in the background
 after they enqueue an entry. Only one courier delivers at a time (an exclusive
 lock on ``courier.lock``); a second one exits at once, and the one at work
-looks again after releasing the lock, so no entry is left behind. SIGTERM
-stops a courier between two MLflow calls: the run it was writing ends KILLED
-and its entry stays pending for the next courier, which deletes that run and
-delivers the entry again.
+looks again after releasing the lock, so no entry is left behind. Delivery is
+idempotent (:mod:`xornet.tracking.mlflow_writer`): a courier stopped at any moment
+— SIGTERM between two MLflow calls, SIGKILL anywhere — leaves its entry
+pending, and the next delivery replaces what it left, so each entry becomes
+exactly one set of runs.
 """
 
 import contextlib
@@ -28,9 +34,16 @@ from typing import Any
 
 import click
 
-from xornet.tracking.outbox import TAG_MODEL, Outbox, read_header
+from xornet.tracking.outbox import (
+    ENTRY_FILE,
+    ERROR_FILE,
+    TAG_MODEL,
+    Outbox,
+    entry_id,
+    read_header,
+)
 
-ERROR_FILE = "error.txt"
+TRACE_ENV = "XORNET_COURIER_TRACE"  # a file the courier appends each delivery step to (tests)
 
 
 class Stopped(BaseException):
@@ -42,7 +55,7 @@ def _stop(signum: int, frame: Any) -> None:
 
 
 @contextlib.contextmanager
-def courier_lock(outbox: Outbox, wait: bool, record_pid: bool = True) -> Iterator[bool]:
+def courier_lock(outbox: Outbox, wait: bool) -> Iterator[bool]:
     """Hold the outbox's courier lock; yields False (not held) when ``wait`` is off
     and another courier holds it. The holder's pid is written into the lock file."""
     outbox.make_dirs()
@@ -53,13 +66,32 @@ def courier_lock(outbox: Outbox, wait: bool, record_pid: bool = True) -> Iterato
             yield False
             return
         try:
-            if record_pid:  # who is delivering, for `status`
-                handle.truncate(0)
-                handle.write(f"{os.getpid()}\n")
-                handle.flush()
+            handle.truncate(0)
+            handle.write(f"{os.getpid()}\n")
+            handle.flush()
             yield True
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def lock_holder(path: Path) -> int | None:
+    """The pid holding a ``flock`` on ``path``, read from ``/proc/locks`` — looking
+    never takes the lock. ``None`` when nobody holds it; ``-1`` when this system
+    cannot tell."""
+    try:
+        stat = os.stat(path)
+        table = Path("/proc/locks").read_text()
+    except FileNotFoundError:
+        return None if not path.exists() else -1
+    except OSError:
+        return -1
+    key = f"{os.major(stat.st_dev):02x}:{os.minor(stat.st_dev):02x}:{stat.st_ino}"
+    for line in table.splitlines():
+        fields = line.split()
+        # "1: FLOCK  ADVISORY  WRITE 1234 fe:00:5678 0 EOF"; waiters are marked "->"
+        if len(fields) >= 6 and fields[1] == "FLOCK" and fields[5] == key:
+            return int(fields[4])
+    return None
 
 
 def _log(message: str) -> None:
@@ -90,16 +122,10 @@ def waiting_for(entry: Path, failed: list[Path]) -> Path | None:
     return None
 
 
-def _set_aside(outbox: Outbox, entry: Path, message: str) -> None:
-    (entry / ERROR_FILE).write_text(message + "\n")
-    os.replace(entry, outbox.failed_dir / entry.name)
-    _log(f"{entry.name}: not delivered: {message}")
-
-
 def drain(outbox: Outbox, courier: Any) -> list[tuple[Path, str]]:
-    """Deliver pending entries, oldest first, until none is left; entries that fail
-    (or wait for a training entry that failed) move to ``failed/``. Returns those
-    (entry, one-line reason)."""
+    """Deliver pending entries in sequence order until none is left; entries that fail
+    (or wait for a training entry that failed) move to ``failed/`` with the reason.
+    Returns those (entry, one-line reason)."""
     from xornet.tracking.mlflow_writer import DeliveryError
 
     failures = []
@@ -107,38 +133,20 @@ def drain(outbox: Outbox, courier: Any) -> list[tuple[Path, str]]:
         entry = entries[0]
         training = waiting_for(entry, outbox.failed())
         if training is not None:
-            message = f"waits for its training run (entry {training.name}, not delivered)"
-            _set_aside(outbox, entry, message)
-            failures.append((entry, message))
-            continue
-        try:
-            run_id = courier.deliver(entry)
-        except DeliveryError as exc:
-            _set_aside(outbox, entry, str(exc))
-            failures.append((entry, str(exc)))
-            continue
-        shutil.rmtree(entry)
-        _log(f"{entry.name}: delivered to run {run_id}")
+            message = f"waits for its training run (entry {entry_id(training)}, not delivered)"
+        else:
+            try:
+                run_id = courier.deliver(entry)
+            except DeliveryError as exc:
+                message = str(exc)
+            else:
+                shutil.rmtree(entry)
+                _log(f"{entry_id(entry)}: delivered to run {run_id}")
+                continue
+        failed = outbox.set_aside(entry, message)
+        _log(f"{entry_id(entry)}: not delivered: {message}")
+        failures.append((failed, message))
     return failures
-
-
-def sweep_abandoned(outbox: Outbox) -> list[Path]:
-    """Remove staging folders of stages that died without closing them (SIGKILL, power
-    loss): a folder is named ``<pid>-<time>`` after the stage that records into it."""
-    removed = []
-    for folder in outbox.staging.iterdir() if outbox.staging.is_dir() else ():
-        pid = folder.name.split("-", 1)[0]
-        if not pid.isdigit():
-            continue
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            shutil.rmtree(folder, ignore_errors=True)
-            removed.append(folder)
-            _log(f"removed {folder.name}: its stage (pid {pid}) ended without recording")
-        except PermissionError:  # alive, another user's
-            pass
-    return removed
 
 
 def deliver_in_background(root: Path) -> None:
@@ -149,27 +157,53 @@ def deliver_in_background(root: Path) -> None:
 
     outbox = Outbox(root)
     courier = Courier(root)
-    while outbox.pending():
+    first = True
+    while first or outbox.pending():
+        first = False
         with courier_lock(outbox, wait=False) as held:
             if not held:
                 return
-            sweep_abandoned(outbox)
+            outbox.sweep_abandoned()
             drain(outbox, courier)
 
 
-def flush(root: Path) -> list[tuple[Path, str]]:
-    """Retry failed entries and deliver everything pending, waiting for the lock."""
+def _deliver_waiting(outbox: Outbox, retry: list[Path]) -> list[tuple[Path, str]]:
+    """Move ``retry`` (failed entries) back to pending and deliver everything pending,
+    waiting for the lock; after releasing it, look again (a courier that found it
+    held meanwhile has left its entries to us)."""
     from xornet.tracking.mlflow_writer import Courier
 
+    courier = Courier(outbox.root)
+    failures: list[tuple[Path, str]] = []
+    with courier_lock(outbox, wait=True):
+        outbox.sweep_abandoned()
+        for entry in retry:
+            if (entry / ENTRY_FILE).is_file():  # names keep their sequence
+                os.replace(entry, outbox.pending_dir / entry.name)
+                (outbox.pending_dir / entry.name / ERROR_FILE).unlink(missing_ok=True)
+        failures += drain(outbox, courier)
+    while outbox.pending():
+        with courier_lock(outbox, wait=True):
+            failures += drain(outbox, courier)
+    return failures
+
+
+def flush(root: Path) -> list[tuple[Path, str]]:
+    """Retry failed entries and deliver everything pending, waiting for the lock.
+    Returns the entries still not delivered, with their reasons."""
     outbox = Outbox(root)
-    sweep_abandoned(outbox)
+    outbox.sweep_abandoned()
     if not outbox.pending() and not outbox.failed():
         return []
-    with courier_lock(outbox, wait=True):
-        for entry in outbox.failed():  # names keep their original order
-            (entry / ERROR_FILE).unlink(missing_ok=True)
-            os.replace(entry, outbox.pending_dir / entry.name)
-        return drain(outbox, Courier(root))
+    _deliver_waiting(outbox, outbox.failed())
+    return [(entry, _reason(entry)) for entry in outbox.failed()]
+
+
+def _reason(entry: Path) -> str:
+    try:
+        return (entry / ERROR_FILE).read_text().strip() or "?"
+    except OSError:
+        return "?"
 
 
 # ------------------------------------------------------------------ the command
@@ -201,15 +235,25 @@ def track() -> None:
     """Deliver the runs the stages recorded to MLflow (they do it in the background)."""
 
 
+def _report(failures: list[tuple[Path, str]]) -> None:
+    for entry, message in failures:
+        click.echo(f"xornet-track: error: {entry_id(entry)}: {message}", err=True)
+    if failures:
+        sys.exit(1)
+
+
 @track.command("flush")
 @ROOT_OPTION
 def flush_command(root: Path | None) -> None:
     """Deliver everything pending and retry failed entries; wait until done."""
-    failures = flush(find_root(root))
-    for entry, message in failures:
-        click.echo(f"xornet-track: error: {entry.name}: {message}", err=True)
-    if failures:
-        sys.exit(1)
+    _report(flush(find_root(root)))
+
+
+def courier_state(outbox: Outbox) -> str:
+    holder = lock_holder(outbox.lock_file)
+    if holder is None:
+        return "idle"
+    return "unknown (no /proc/locks)" if holder < 0 else f"delivering (pid {holder})"
 
 
 @track.command("status")
@@ -217,17 +261,73 @@ def flush_command(root: Path | None) -> None:
 def status_command(root: Path | None) -> None:
     """Show pending and failed entries and whether a courier is delivering."""
     outbox = Outbox(find_root(root))
-    courier = "idle"
-    if outbox.path.is_dir():
-        with courier_lock(outbox, wait=False, record_pid=False) as held:
-            if not held:
-                courier = f"delivering (pid {outbox.lock_file.read_text().strip()})"
+    state = courier_state(outbox)
     pending, failed = outbox.pending(), outbox.failed()
-    click.echo(f"pending: {len(pending)}  failed: {len(failed)}  courier: {courier}")
+    click.echo(f"pending: {len(pending)}  failed: {len(failed)}  courier: {state}")
     for entry in failed:
-        error = entry / ERROR_FILE
-        reason = error.read_text().strip() if error.is_file() else "?"
-        click.echo(f"failed {entry.name}: {reason}")
+        click.echo(f"failed {entry_id(entry)}: {_reason(entry)}")
+
+
+def _find(outbox: Outbox, wanted: str) -> Path:
+    entry = outbox.find(wanted)
+    if entry is None:
+        raise click.BadParameter(f"no pending or failed entry {wanted!r} (see xornet-track status)")
+    return entry
+
+
+@track.command("show")
+@click.argument("entry_ids", metavar="ID", nargs=-1, required=True)
+@ROOT_OPTION
+def show_command(entry_ids: tuple[str, ...], root: Path | None) -> None:
+    """Show what an entry records and, if it failed, why."""
+    outbox = Outbox(find_root(root))
+    for wanted in entry_ids:
+        entry = _find(outbox, wanted)
+        header = _header_or_empty(entry)
+        state = "failed" if entry.parent == outbox.failed_dir else "pending"
+        click.echo(f"entry {entry_id(entry)}: {state}, sequence {entry.name.split('-', 1)[0]}")
+        for key in ("kind", "stage", "status", "experiment", "run_name", "section"):
+            if header.get(key):
+                click.echo(f"  {key}: {header[key]}")
+        if header.get("store"):
+            click.echo(f"  store: {header['store'].get('uri')}")
+        for key in ("start_ms", "end_ms"):
+            if header.get(key):
+                stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(header[key] / 1000))
+                click.echo(f"  {key[:-3]}: {stamp}")
+        if header.get("params"):
+            shown = " ".join(f"{k}={v}" for k, v in sorted(header["params"].items()))
+            click.echo(f"  params: {shown}")
+        if header.get("error"):
+            click.echo(f"  stage error: {header['error']}")
+        if state == "failed":
+            click.echo(f"  not delivered: {_reason(entry)}")
+
+
+@track.command("retry")
+@click.argument("entry_ids", metavar="ID", nargs=-1, required=True)
+@ROOT_OPTION
+def retry_command(entry_ids: tuple[str, ...], root: Path | None) -> None:
+    """Deliver these failed entries again now (and whatever is pending)."""
+    outbox = Outbox(find_root(root))
+    entries = [_find(outbox, wanted) for wanted in entry_ids]
+    retry = [e for e in entries if e.parent == outbox.failed_dir]
+    ids = {entry_id(e) for e in entries}
+    failures = _deliver_waiting(outbox, retry)
+    _report([(entry, message) for entry, message in failures if entry_id(entry) in ids])
+
+
+@track.command("discard")
+@click.argument("wanted", metavar="ID")
+@ROOT_OPTION
+def discard_command(wanted: str, root: Path | None) -> None:
+    """Delete the failed entry ID without delivering it (give its full id)."""
+    outbox = Outbox(find_root(root))
+    entry = _find(outbox, wanted)
+    if entry.parent != outbox.failed_dir:
+        raise click.BadParameter(f"entry {wanted} is pending, not failed: it will be delivered")
+    shutil.rmtree(entry)
+    click.echo(f"discarded {entry_id(entry)} (never delivered)")
 
 
 @track.command("deliver", hidden=True)

@@ -8,25 +8,43 @@ tags, per-epoch curves, metrics, files, model) into an *entry* of the outbox
 of the files. When the stage ends — FINISHED, FAILED on an exception, KILLED
 on Ctrl-C or SIGTERM — the entry is moved into ``pending/`` in one rename and
 a courier process is started in the background
-(:mod:`xornet.tracking.courier`). The courier delivers pending entries to MLflow one at
-a time, oldest first, so an evaluate or plot entry always reaches MLflow after
-the training entry it attaches to; it then deletes them. An entry that cannot
-be delivered moves to ``failed/`` with its error; ``xornet-track flush``
-retries it and waits until everything has been delivered.
+(:mod:`xornet.tracking.courier`).
+
+Every entry has a stable id (12 hex digits, its folder's name in ``staging/``)
+and, when it is enqueued, a sequence number the outbox assigns under a lock
+(``pending/<sequence>-<id>``): the courier delivers in that order, never by
+clock, so an evaluate or plot entry always reaches MLflow after the training
+entry it attaches to. The id is tagged on the MLflow runs the entry makes, so
+delivering an entry again finds what an interrupted delivery left and replaces
+it (:mod:`xornet.tracking.mlflow_writer`). Nothing but an explicit
+``xornet-track discard ID`` deletes an undelivered entry: an entry that cannot
+be recorded or delivered moves to ``failed/`` with its reason (``error.txt``),
+where ``xornet-track status`` shows it and ``flush``/``retry`` deliver it again.
+
+A stage holds a lock on its staging folder (``recording.lock``) while it
+records; the ``entry.json`` there says RUNNING from the start. A stage killed
+outright (SIGKILL, power loss) releases the lock without closing the entry: the
+courier then enqueues it as KILLED, so that stage run still becomes one run.
 
 The outbox lives at the project root (``DVC_ROOT`` or the checkout), like the
 MLflow store, because queued DVC experiments run in temporary copies that are
 deleted afterwards. The checks that need no MLflow still happen in the stage,
 before anything is computed: the tracking URI is validated and a tracking
-server is probed, so a dead server fails the stage in seconds.
+server is asked through MLflow's REST API, so a dead server fails the stage in
+seconds and a server that is not MLflow's, or refuses the credentials, is a
+one-line bad-input error (exit 2).
 
 This module never imports MLflow.
 """
 
+import base64
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
+import re
+import secrets
 import shutil
 import subprocess
 import sys
@@ -48,9 +66,12 @@ from xornet.errors import BadInput, Failure
 from xornet.files.atomic import hold_signals
 from xornet.files.tables import HISTORY_HEADER
 
-ENTRY_FORMAT = 1
+ENTRY_FORMAT = 2
 OUTBOX_DIR = Path(".xornet") / "outbox"
 ENTRY_FILE = "entry.json"
+ERROR_FILE = "error.txt"  # in a failed entry: why, one line
+RECORDING_LOCK = "recording.lock"  # in a staging folder: held by the stage recording into it
+ABANDONED_AFTER = 60.0  # seconds: a staging folder still without its lock is abandoned
 HISTORY_FILE = "history.npy"  # (4, epochs): HISTORY_HEADER's columns as rows
 FILES_DIR = "files"
 CODE_DIR = "code"  # the package that trained the model, for the pyfunc model
@@ -58,7 +79,7 @@ STORE_FILE = "mlflow.db"
 ARTIFACTS_DIR = "mlruns"
 DATABASE_SCHEMES = {"postgresql", "mysql", "mssql", "databricks"}  # "+driver" allowed
 LOG_LIMIT = 1 << 20  # bytes of courier.log before it is rotated to courier.log.1
-PROBE_TIMEOUT = 5.0  # seconds for GET <server>/health before the stage computes anything
+PROBE_TIMEOUT = 5.0  # seconds for the server check before the stage computes anything
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]  # src/xornet
 CHECKOUT = PACKAGE_DIR.parents[1]
@@ -71,6 +92,7 @@ TRAINING_SECTIONS = SECTION_ORDER[:3]
 TAG_MODEL = "xornet.model"  # + .sha256 / .md5
 TAG_DATA = "xornet.data"  # + .<file stem>.sha256 / .md5
 TAG_STAGE = "xornet.stage"
+TAG_SEARCH = "xornet.search"
 DVC_TAGS = {
     "DVC_EXP_NAME": "dvc.exp_name",
     "DVC_EXP_BASELINE_REV": "dvc.exp_baseline_rev",
@@ -138,33 +160,92 @@ def resolve_store(root: Path) -> Store:
     return Store(raw, scheme == "databricks", artifacts)
 
 
-def probe_server(uri: str) -> None:
-    """Fail fast (one line, a few seconds) when the server at ``uri`` does not answer.
+def auth_headers() -> dict[str, str]:
+    """The credentials MLflow's own client sends: ``MLFLOW_TRACKING_USERNAME`` and
+    ``MLFLOW_TRACKING_PASSWORD`` (basic auth) or ``MLFLOW_TRACKING_TOKEN`` (bearer)."""
+    user = os.environ.get("MLFLOW_TRACKING_USERNAME")
+    password = os.environ.get("MLFLOW_TRACKING_PASSWORD")
+    if user and password:
+        token = base64.b64encode(f"{user}:{password}".encode()).decode()
+        return {"Authorization": f"Basic {token}"}
+    if os.environ.get("MLFLOW_TRACKING_TOKEN"):
+        return {"Authorization": f"Bearer {os.environ['MLFLOW_TRACKING_TOKEN']}"}
+    return {}
 
-    Any HTTP answer counts as alive: only the network path is checked here.
-    """
-    url = f"{uri}/health"
-    context = None
-    if url.startswith("https:"):  # as MLflow's own client would verify
-        import ssl
 
-        if os.environ.get("MLFLOW_TRACKING_INSECURE_TLS", "").lower() == "true":
-            context = ssl._create_unverified_context()
-        else:
-            context = ssl.create_default_context(
-                cafile=os.environ.get("MLFLOW_TRACKING_SERVER_CERT_PATH") or None
-            )
+def _tls_context(url: str) -> Any:
+    if not url.startswith("https:"):
+        return None
+    import ssl  # as MLflow's own client would verify
+
+    if os.environ.get("MLFLOW_TRACKING_INSECURE_TLS", "").lower() == "true":
+        return ssl._create_unverified_context()
+    return ssl.create_default_context(
+        cafile=os.environ.get("MLFLOW_TRACKING_SERVER_CERT_PATH") or None
+    )
+
+
+def _mlflow_error_code(body: bytes) -> str | None:
+    """The ``error_code`` of an MLflow REST error body, ``None`` for any other body."""
     try:
-        with urllib.request.urlopen(url, timeout=PROBE_TIMEOUT, context=context):
-            return
-    except urllib.error.HTTPError:
-        return
+        answer = json.loads(body)
+    except ValueError:
+        return None
+    return answer.get("error_code") if isinstance(answer, dict) else None
+
+
+def probe_server(uri: str, experiment: str) -> str | None:
+    """Ask the MLflow REST API at ``uri`` for ``experiment`` (a few seconds at most):
+    its lifecycle stage (``active``/``deleted``), or ``None`` when it does not exist yet.
+
+    :class:`Failure` (exit 1) when nothing answers; :class:`BadInput` (exit 2) when
+    the answer is not MLflow's (another web server, a wrong path) or the server
+    refuses the credentials — each one line, before the stage computes anything.
+    """
+    query = urllib.parse.urlencode({"experiment_name": experiment})
+    path = "/api/2.0/mlflow/experiments/get-by-name"
+    request = urllib.request.Request(f"{uri}{path}?{query}", headers=auth_headers())
+    try:
+        with urllib.request.urlopen(
+            request, timeout=PROBE_TIMEOUT, context=_tls_context(uri)
+        ) as answer:
+            status, kind, body = answer.status, answer.headers.get_content_type(), answer.read()
+    except urllib.error.HTTPError as exc:
+        status, kind = exc.code, exc.headers.get_content_type() if exc.headers else "?"
+        try:
+            body = exc.read()
+        except OSError:
+            body = b""
     except (urllib.error.URLError, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", exc)
         raise Failure(
             f"MLflow tracking server {uri} is unreachable ({reason}); start it, fix "
             "MLFLOW_TRACKING_URI, or switch tracking off with XORNET_TRACKING=0"
         ) from None
+    if status == 401:
+        raise BadInput(
+            f"MLflow tracking server {uri} refused the credentials (HTTP 401): set "
+            "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD to a valid user"
+        )
+    if status == 403:
+        raise BadInput(
+            f"MLflow tracking server {uri}: user {os.environ.get('MLFLOW_TRACKING_USERNAME')!r} "
+            f"may not read experiment '{experiment}' (HTTP 403)"
+        )
+    code = _mlflow_error_code(body)
+    if status == 200:
+        try:
+            return json.loads(body)["experiment"]["lifecycle_stage"]
+        except (ValueError, KeyError, TypeError):
+            pass
+    elif status == 404 and code == "RESOURCE_DOES_NOT_EXIST":
+        return None
+    elif status >= 500 and code is not None:
+        raise Failure(f"MLflow tracking server {uri} failed (HTTP {status}, {code})")
+    raise BadInput(
+        f"{uri} does not answer as an MLflow tracking server (GET {path}: HTTP {status}, "
+        f"{kind}); fix MLFLOW_TRACKING_URI (e.g. http://127.0.0.1:5000)"
+    )
 
 
 def experiment_state(store: Store, name: str) -> str | None:
@@ -172,13 +253,7 @@ def experiment_state(store: Store, name: str) -> str | None:
     read without MLflow: a server's REST API or a SQLite store's table. ``None``
     when it does not exist yet or cannot be read here (the courier judges then)."""
     if store.uri.startswith(("http:", "https:")):
-        query = urllib.parse.urlencode({"experiment_name": name})
-        url = f"{store.uri}/api/2.0/mlflow/experiments/get-by-name?{query}"
-        try:
-            with urllib.request.urlopen(url, timeout=PROBE_TIMEOUT) as answer:
-                return json.load(answer)["experiment"]["lifecycle_stage"]
-        except (OSError, ValueError, KeyError, TypeError):
-            return None
+        return probe_server(store.uri, name)
     if store.uri.startswith("sqlite:///"):
         import sqlite3
 
@@ -197,11 +272,9 @@ def experiment_state(store: Store, name: str) -> str | None:
 
 
 def checked_store(root: Path, experiment: str) -> Store:
-    """:func:`resolve_store`; a server must answer (:func:`probe_server`) and the
-    experiment must not be deleted."""
+    """:func:`resolve_store`; a server must answer as MLflow (:func:`probe_server`) and
+    the experiment must not be deleted."""
     store = resolve_store(root)
-    if store.is_server and store.uri.startswith("http"):
-        probe_server(store.uri)
     if experiment_state(store, experiment) == "deleted":
         raise BadInput(
             f"MLflow experiment '{experiment}' is deleted in {store.uri}: restore it with "
@@ -272,11 +345,13 @@ def section_params(params: Params, sections: tuple[str, ...]) -> dict[str, str]:
 class Outbox:
     """The folders of the outbox at a project root.
 
-    ``staging/<id>``: entries being recorded by a running stage; ``pending/<id>``:
-    complete entries waiting for the courier, named so that they sort in the
-    order they were completed; ``failed/<id>``: entries the courier could not
-    deliver (``error.txt`` says why); ``courier.lock`` is held by the one courier
-    delivering; ``courier.log`` says what it did.
+    ``staging/<id>``: entries being recorded by a running stage (which holds
+    ``recording.lock`` in it); ``pending/<sequence>-<id>``: complete entries
+    waiting for the courier, in the order the outbox numbered them;
+    ``failed/<sequence>-<id>``: entries that could not be recorded or delivered
+    (``error.txt`` says why); ``sequence`` is the last number given, under
+    ``sequence.lock``; ``courier.lock`` is held by the one courier delivering;
+    ``courier.log`` says what it did.
     """
 
     def __init__(self, root: Path):
@@ -287,6 +362,7 @@ class Outbox:
         self.failed_dir = self.path / "failed"
         self.lock_file = self.path / "courier.lock"
         self.log_file = self.path / "courier.log"
+        self.sequence_file = self.path / "sequence"
 
     def make_dirs(self) -> None:
         for folder in (self.staging, self.pending_dir, self.failed_dir):
@@ -295,23 +371,119 @@ class Outbox:
         if not ignore.exists():
             ignore.write_text("*\n")
 
-    def new_entry(self) -> Path:
+    def new_entry(self) -> tuple[Path, Any]:
+        """A new staging folder named by a fresh entry id, and the open, locked
+        ``recording.lock`` in it: the stage keeps it open while it records (the
+        kernel releases the lock when the stage dies, however it dies)."""
         self.make_dirs()
-        folder = self.staging / f"{os.getpid()}-{time.time_ns()}"
-        folder.mkdir()
-        return folder
+        while True:
+            folder = self.staging / secrets.token_hex(6)
+            try:
+                folder.mkdir()
+                break
+            except FileExistsError:
+                continue
+        # Locked before it gets its name, so a sweep never finds it unlocked.
+        handle = open(folder / f".{RECORDING_LOCK}", "w")  # noqa: SIM115 - the caller closes it
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        os.replace(folder / f".{RECORDING_LOCK}", folder / RECORDING_LOCK)
+        return folder, handle
+
+    def next_sequence(self) -> int:
+        """The next number in the outbox's own sequence (a lock, never the clock)."""
+        self.make_dirs()
+        with open(self.path / "sequence.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                last = int(self.sequence_file.read_text() or 0)
+            except (FileNotFoundError, ValueError):
+                last = max(
+                    (int(p.name.split("-", 1)[0]) for p in self._numbered()),
+                    default=0,
+                )
+            temporary = self.sequence_file.with_suffix(".tmp")
+            temporary.write_text(f"{last + 1}\n")
+            os.replace(temporary, self.sequence_file)
+            return last + 1
+
+    def _numbered(self) -> list[Path]:
+        return [
+            p
+            for folder in (self.pending_dir, self.failed_dir)
+            if folder.is_dir()
+            for p in folder.iterdir()
+            if p.name.split("-", 1)[0].isdigit()
+        ]
 
     def enqueue(self, folder: Path) -> Path:
-        """Move a recorded entry into ``pending/``, after every entry enqueued before."""
-        target = self.pending_dir / f"{time.time_ns():020d}-{os.getpid()}"
+        """Move a recorded entry into ``pending/``, numbered after every entry before."""
+        target = self.pending_dir / f"{self.next_sequence():012d}-{entry_id(folder)}"
         os.replace(folder, target)
         return target
 
+    def set_aside(self, entry: Path, reason: str) -> Path:
+        """Move ``entry`` (staging or pending) into ``failed/`` with its one-line reason."""
+        (entry / ERROR_FILE).write_text(reason + "\n")
+        name = entry.name if entry.parent != self.staging else None
+        name = name or f"{self.next_sequence():012d}-{entry_id(entry)}"
+        target = self.failed_dir / name
+        os.replace(entry, target)
+        return target
+
     def pending(self) -> list[Path]:
+        """Entries waiting for the courier, in sequence order."""
         return _entries(self.pending_dir)
 
     def failed(self) -> list[Path]:
-        return _entries(self.failed_dir)
+        """Entries set aside, in sequence order (with or without a readable entry.json)."""
+        if not self.failed_dir.is_dir():
+            return []
+        return sorted(p for p in self.failed_dir.iterdir() if p.is_dir())
+
+    def find(self, wanted: str) -> Path | None:
+        """The pending or failed entry with id ``wanted`` (or its folder's full name)."""
+        for entry in (*self.pending(), *self.failed()):
+            if wanted in (entry.name, entry_id(entry)):
+                return entry
+        return None
+
+    def sweep_abandoned(self) -> list[Path]:
+        """Enqueue the entries of stages that died without closing them (SIGKILL, power
+        loss), as KILLED runs: a staging folder whose ``recording.lock`` nobody holds.
+        PIDs are never trusted (they are reused); the kernel's lock is."""
+        moved = []
+        for folder in sorted(self.staging.iterdir()) if self.staging.is_dir() else ():
+            lock = folder / RECORDING_LOCK
+            try:
+                handle = open(lock, "r+")  # noqa: SIM115 - closed below
+            except FileNotFoundError:  # between mkdir and lock, or died there
+                if folder.is_dir() and time.time() - folder.stat().st_mtime > ABANDONED_AFTER:
+                    moved.append(self.set_aside(folder, "its stage died before recording"))
+                continue
+            except OSError:
+                continue
+            with handle:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:  # its stage is still recording
+                    continue
+                if not folder.is_dir():  # enqueued meanwhile by its stage
+                    continue
+                moved.append(self._close_abandoned(folder))
+        return moved
+
+    def _close_abandoned(self, folder: Path) -> Path:
+        try:
+            header = read_header(folder)
+        except (OSError, ValueError) as exc:
+            return self.set_aside(folder, f"its stage died; entry unreadable ({exc})")
+        if header.get("status") == "RUNNING":
+            header["status"] = "KILLED"
+            header["error"] = "the stage ended without closing its run (killed)"
+            newest = max(p.stat().st_mtime for p in folder.rglob("*"))
+            header["end_ms"] = max(int(newest * 1000), header.get("start_ms") or 0)
+            write_header(folder, header)
+        return self.enqueue(folder)
 
     def start_courier(self) -> None:
         """Start a courier in the background (it exits at once if one is delivering).
@@ -357,6 +529,18 @@ def read_header(entry: Path) -> dict[str, Any]:
     return json.loads((entry / ENTRY_FILE).read_text())
 
 
+def write_header(entry: Path, header: dict[str, Any]) -> None:
+    """Write ``entry.json`` whole or not at all (a temporary file, then a rename)."""
+    temporary = entry / (ENTRY_FILE + ".tmp")
+    temporary.write_text(json.dumps(header, indent=1, sort_keys=True) + "\n")
+    os.replace(temporary, entry / ENTRY_FILE)
+
+
+def entry_id(entry: Path) -> str:
+    """An entry's id: its staging folder's name, the part after the sequence number."""
+    return entry.name.rsplit("-", 1)[-1]
+
+
 def _entries(folder: Path) -> list[Path]:
     if not folder.is_dir():
         return []
@@ -388,6 +572,10 @@ class Header:
     artifacts: list[tuple[str, str | None]] = field(default_factory=list)
     model: dict[str, Any] | None = None
     children: list[dict[str, Any]] = field(default_factory=list)  # study: one per configuration
+    # data files the run read: {"name", "path", "md5", "context"} (mlflow.log_input)
+    inputs: list[dict[str, str]] = field(default_factory=list)
+    registered_model: str | None = None  # evaluate: register the model under this name
+    entry_id: str = ""
     format: int = ENTRY_FORMAT
 
 
@@ -403,6 +591,7 @@ class Recorder:
     def __init__(self, folder: Path, header: Header):
         self.folder = folder
         self.header = header
+        header.entry_id = header.entry_id or entry_id(folder)
         self._history: History | None = None
 
     def log_progress(self, history: History) -> None:
@@ -415,6 +604,9 @@ class Recorder:
         for key, value in metrics.items():
             if _is_number(value):
                 self.header.metrics[key] = float(value)
+
+    def log_tags(self, tags: dict[str, str]) -> None:
+        self.header.tags.update({key: str(value) for key, value in tags.items()})
 
     def log_artifacts(self, paths: list[Path], folder: str | None = None) -> None:
         for path in paths:
@@ -461,6 +653,9 @@ class Recorder:
             }
         )
 
+    def write(self) -> None:
+        write_header(self.folder, asdict(self.header))
+
     def close(self, status: str, error: str | None = None) -> None:
         """Write ``entry.json`` (and the history) with the run's final status."""
         if self._history is not None and len(self._history):
@@ -470,8 +665,7 @@ class Recorder:
         self.header.status = status
         self.header.error = error
         self.header.end_ms = int(time.time() * 1000)
-        text = json.dumps(asdict(self.header), indent=1, sort_keys=True)
-        (self.folder / ENTRY_FILE).write_text(text + "\n")
+        self.write()
 
 
 def _is_number(value: Any) -> bool:
@@ -484,52 +678,132 @@ def _recorded(root: Path, header: Header) -> Iterator[Recorder]:
     entry with FINISHED, FAILED or KILLED, enqueue it and start the courier.
 
     Signals are held while the entry is closed and enqueued, so an interrupt
-    never leaves a half-written entry (nor a run that never ends)."""
+    never leaves a half-written entry (nor a run that never ends). An entry that
+    cannot be closed or enqueued (disk full, ...) is never deleted: it moves to
+    ``failed/`` with the error, or, if even that fails, stays in staging, where
+    the courier finds it once this stage has ended."""
     outbox = Outbox(root)
-    recorder = Recorder(outbox.new_entry(), header)
-    status, error = "FINISHED", None
-    try:
-        yield recorder
-    except Exception as exc:
-        status, error = "FAILED", f"{type(exc).__name__}: {exc}"
-        raise
-    except BaseException as exc:
-        status, error = "KILLED", type(exc).__name__
-        raise
-    finally:
-        with hold_signals():
-            try:
-                recorder.close(status, error)
-                outbox.enqueue(recorder.folder)
-            except OSError:
-                shutil.rmtree(recorder.folder, ignore_errors=True)
-                if status == "FINISHED":
-                    raise
-            else:
-                outbox.start_courier()
+    folder, lock = outbox.new_entry()
+    with lock:
+        recorder = Recorder(folder, header)
+        recorder.write()  # RUNNING: a stage killed outright is still one (KILLED) run
+        status, error = "FINISHED", None
+        try:
+            yield recorder
+        except Exception as exc:
+            status, error = "FAILED", f"{type(exc).__name__}: {exc}"
+            raise
+        except BaseException as exc:
+            status, error = "KILLED", type(exc).__name__
+            raise
+        finally:
+            with hold_signals():
+                try:
+                    recorder.close(status, error)
+                    outbox.enqueue(folder)
+                except OSError as exc:
+                    with contextlib.suppress(OSError):
+                        outbox.set_aside(folder, f"recording the {status} run failed: {exc}")
+                    if status == "FINISHED":
+                        raise
+                else:
+                    outbox.start_courier()
 
 
 def _new_header(settings: Params, kind: str, stage: str, store: Store, **fields: Any) -> Header:
+    fields.setdefault("experiment", settings.tracking.experiment)
     return Header(
         kind=kind,
         stage=stage,
-        experiment=settings.tracking.experiment,
         store=store.to_fields(),
         start_ms=int(time.time() * 1000),
         **fields,
     )
 
 
+def study_experiment(params: Params) -> str:
+    """The convergence study's runs go to an experiment of their own: ``<experiment>-study``."""
+    return f"{params.tracking.experiment}-study"
+
+
+def _shown_path(path: Path) -> str:
+    """A data file's path as DVC names it: relative to the stage's folder when inside."""
+    path = Path(path).absolute()
+    with contextlib.suppress(ValueError):
+        return path.relative_to(Path.cwd().absolute()).as_posix()
+    return path.as_posix()
+
+
+def dataset_inputs(data_paths: list[Path]) -> list[dict[str, str]]:
+    """The data files as MLflow dataset inputs: named by stem, digest = the file's MD5
+    (what dvc.lock records), source = its path; ``train*`` is read for training,
+    the rest (the held-out set, also the validation curves') is ``test``."""
+    inputs = []
+    for path in data_paths:
+        if Path(path).is_file():
+            name = Path(path).stem
+            inputs.append(
+                {
+                    "name": name,
+                    "path": _shown_path(Path(path)),
+                    "md5": file_digests(path)["md5"],
+                    "context": "training" if name.startswith("train") else "test",
+                }
+            )
+    return inputs
+
+
+SHORT_NAMES = {"train.learning_rate": "lr", "model.hidden": "hidden", "model.seed": "seed"}
+SEARCH_NAME = re.compile(r"^(?P<search>.+-\d+)-\d+$")  # xornet-search: PREFIX-SEED-INDEX
+
+
+def run_name(params: Params) -> str:
+    """What tells this training run apart: ``lr=1.0 hidden=[2] seed=0``, then every
+    other data/model/train param that differs from the committed params.yaml."""
+    values = params.flat(TRAINING_SECTIONS)
+    committed: dict[str, Any] = {}
+    text = _git("show", "HEAD:params.yaml")
+    if text:
+        with contextlib.suppress(Exception):
+            import yaml
+
+            loaded = yaml.safe_load(text)
+            committed = {
+                f"{section}.{key}": value
+                for section in TRAINING_SECTIONS
+                for key, value in (loaded.get(section) or {}).items()
+            }
+    leaves = [key.split(".", 1)[1] for key in values]
+    parts = [f"{short}={param_value(values[key])}" for key, short in SHORT_NAMES.items()]
+    for key, value in values.items():
+        if key in SHORT_NAMES or key not in committed or committed[key] == value:
+            continue
+        leaf = key.split(".", 1)[1]
+        parts.append(f"{leaf if leaves.count(leaf) == 1 else key}={param_value(value)}")
+    return " ".join(parts)
+
+
+def search_tags() -> dict[str, str]:
+    """``xornet.search``: the random search (``xornet-search``) a queued experiment
+    belongs to, read from its DVC name ``PREFIX-SEED-INDEX``."""
+    match = SEARCH_NAME.match(os.environ.get("DVC_EXP_NAME", ""))
+    return {TAG_SEARCH: match["search"]} if match else {}
+
+
 @contextlib.contextmanager
 def record_training_run(params: Params, root: Path, data_paths: list[Path]) -> Iterator[Recorder]:
-    """Record a new training run: the data, model and train params, the context tags
-    and the hashes of the data files."""
+    """Record a new training run: the data, model and train params, the context tags,
+    the hashes of the data files and the data as dataset inputs; named for what
+    sets it apart (:func:`run_name`)."""
     store = checked_store(root, params.tracking.experiment)
-    tags = context_tags("train")
+    tags = {**context_tags("train"), **search_tags()}
     for path in data_paths:
         if Path(path).is_file():
             for kind, value in file_digests(path).items():
                 tags[f"{TAG_DATA}.{Path(path).stem}.{kind}"] = value
+    exp_name = os.environ.get("DVC_EXP_NAME")
+    if exp_name:
+        tags["mlflow.note.content"] = f"DVC experiment {exp_name}"
     header = _new_header(
         params,
         "train",
@@ -537,7 +811,8 @@ def record_training_run(params: Params, root: Path, data_paths: list[Path]) -> I
         store,
         tags=tags,
         params=section_params(params, TRAINING_SECTIONS),
-        run_name=os.environ.get("DVC_EXP_NAME"),
+        run_name=run_name(params),
+        inputs=dataset_inputs(data_paths),
     )
     with _recorded(root, header) as recorder:
         yield recorder
@@ -561,6 +836,7 @@ def record_attached_run(
         params=section_params(params, (section,)),
         section=section,
         model_sha256=digests["sha256"],
+        registered_model=params.tracking.registered_model if section == "evaluate" else None,
     )
     with _recorded(root, header) as recorder:
         yield recorder
@@ -577,7 +853,8 @@ def record_study(
     configuration's params, final metrics and curves with step = epoch. Every run
     carries the stage's context tags.
     """
-    store = checked_store(root, params.tracking.experiment)
+    experiment = study_experiment(params)
+    store = checked_store(root, experiment)
     context = context_tags("study")
     exp_name = os.environ.get("DVC_EXP_NAME")
     header = _new_header(
@@ -585,6 +862,7 @@ def record_study(
         "study",
         "study",
         store,
+        experiment=experiment,
         tags={**context, **parent.tags},
         params=param_values(parent.params),
         run_name=f"{exp_name}-{parent.name}" if exp_name else parent.name,
