@@ -3,6 +3,7 @@ deterministic bytes, one GIF frame per chosen snapshot, and no crash on parity d
 or a single snapshot. Small synthetic runs made with the library itself."""
 
 import io
+import shutil
 import struct
 import subprocess
 import sys
@@ -28,6 +29,7 @@ from xornet.stages.plot import PlotInputs, PlotOutputs, frame_indices, run_plot
 from xornet.stages.train import TrainOutputs, run_train
 
 plots = pytest.importorskip("xornet.figures.plots")
+from xornet.figures import decision, style  # noqa: E402
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # Small, quick runs; dpi and grid small so every figure renders in a fraction of a second.
@@ -59,7 +61,11 @@ def make_run(folder: Path, *overrides: str):
     train_path, test_path = folder / "train.npz", folder / "test.npz"
     run_generate(params, train_path, test_path)
     train_outputs = TrainOutputs(
-        folder / "model.npz", folder / "history.csv", folder / "train.json", folder / "snap.npz"
+        folder / "model.npz",
+        folder / "history.csv",
+        folder / "train.json",
+        folder / "snap.npz",
+        folder / "diagnosis.json",
     )
     run_train(params, train_path, test_path, train_outputs, log)
     run_evaluate(
@@ -142,6 +148,7 @@ def test_every_figure_renders(tmp_path, kind, activation, hidden):
     with Image.open(outputs.animation) as gif:
         assert gif.size == (round(8.0 * dpi), round(4.0 * dpi))
         assert gif.info["duration"] == 1000 // params.plot.fps
+        assert gif.info["loop"] == 0  # loops forever
     assert logger.artifacts == [(written, "plots")]
     assert set(written) == {
         outputs.learning_curves,
@@ -318,7 +325,7 @@ def test_unit_segment_lies_on_the_line_inside_the_box():
     rng = np.random.default_rng(0)
     for _ in range(200):
         w, b = rng.standard_normal(2), float(rng.standard_normal())
-        segment = plots.unit_segment(w, b, box)
+        segment = decision.unit_segment(w, b, box)
         if segment is None:
             # No point of a fine grid of the box is on both sides of the line.
             g = np.linspace(*box, 50)
@@ -329,8 +336,8 @@ def test_unit_segment_lies_on_the_line_inside_the_box():
         assert np.allclose(w[0] * xs + w[1] * ys + b, 0, atol=1e-9)
         assert np.all((xs >= box[0] - 1e-9) & (xs <= box[1] + 1e-9))
         assert np.all((ys >= box[0] - 1e-9) & (ys <= box[1] + 1e-9))
-    assert plots.unit_segment(np.zeros(2), 1.0, box) is None
-    assert plots.unit_segment(np.array([1.0, 0.0]), -5.0, box) is None  # x = 5 misses
+    assert decision.unit_segment(np.zeros(2), 1.0, box) is None
+    assert decision.unit_segment(np.array([1.0, 0.0]), -5.0, box) is None  # x = 5 misses
 
 
 def test_caption_names_the_key_hyperparameters():
@@ -345,7 +352,7 @@ def test_caption_names_the_key_hyperparameters():
             "data.kind=noisy_xor",
         ),
     )
-    text = plots.caption(params)
+    text = style.caption(params)
     for word in (
         "2-2-1",
         "sigmoid",
@@ -360,66 +367,118 @@ def test_caption_names_the_key_hyperparameters():
 
 
 def test_plateau_level_is_the_loss_at_p_one_half():
-    assert plots.plateau_level("bce") == pytest.approx(np.log(2))
-    assert plots.plateau_level("mse") == pytest.approx(0.25)
+    assert style.plateau_level("bce") == pytest.approx(np.log(2))
+    assert style.plateau_level("mse") == pytest.approx(0.25)
 
 
-def test_log_axis_labels_are_plain_text():
-    """Log-axis labels look like matplotlib's mathtext ones, without the mathtext parser."""
-    major, minor = plots._LogLabels(), plots._LogLabels(labelOnlyBase=False)
-    assert [major(v) for v in (1e-3, 0.1, 1.0, 100.0)] == ["10⁻³", "10⁻¹", "10⁰", "10²"]
-    assert minor(2e-3) == "2×10⁻³"
-
-
-def test_animation_map_is_p_in_bands_at_every_pixel(xor_run):
-    """The map painted into the canvas is P's band at each pixel centre (up to pixels
-    within interpolation error of a band edge), the right way up."""
+def test_animated_plane_view_shows_p_in_ten_bands(xor_run):
+    """The GIF's map is the model's P on the grid, coloured by a 10-colour map (the bands),
+    under the points; the static view's map is continuous."""
     params, inputs, _ = xor_run
     model = load_model(inputs.model)
     data = load_dataset(inputs.train_data), load_dataset(inputs.test_data)
-    fig = plots._figure(4.0, 4.0, 50)
-    ax = fig.add_axes((0.1, 0.1, 0.8, 0.8))
-    view = plots.PlaneView(ax, *data, model.arch.hidden[0], 30, banded=True)
-    view.update(model)
-    fig.canvas.draw()
-    view.paint(fig.canvas)
-    pixels = np.asarray(fig.canvas.buffer_rgba())
-    rows, columns, _ = view._pixels.window
-    bbox, (lo, hi) = ax.bbox, view.box
-    x = lo + (np.arange(columns.start, columns.stop) + 0.5 - bbox.x0) / bbox.width * (hi - lo)
-    top = pixels.shape[0] - np.arange(rows.start, rows.stop) - 0.5
-    y = lo + (top - bbox.y0) / bbox.height * (hi - lo)
-    gx, gy = np.meshgrid(x, y)
-    P = model.predict_proba(np.vstack([gx.ravel(), gy.ravel()])).reshape(gx.shape)
-    expected = np.minimum((P * plots.N_BANDS).astype(int), plots.N_BANDS - 1)
-    band_of = {tuple(c): b for b, c in enumerate(plots.BAND_COLORS.tolist())}
-    painted = np.array([[band_of[tuple(c)] for c in row] for row in pixels[rows, columns]])
-    off = painted != expected
-    assert off.mean() < 0.02
-    assert np.all(np.abs(painted - expected)[off] == 1)
+    for animated, n_colors in ((True, 10), (False, 256)):
+        ax = style.new_figure(4.0, 4.0, 50).add_axes((0.1, 0.1, 0.8, 0.8))
+        view = decision.PlaneView(ax, *data, 30, animated)
+        view.update(model)
+        assert np.allclose(view.image.get_array(), model.predict_proba(view.grid).reshape(30, 30))
+        assert len(view.image.get_cmap().colors) == n_colors
+        assert view.artists().index(view.image) < view.artists().index(view.points[0])
+        assert (view.labels == []) == animated  # unit labels on the static figure only
 
 
-def test_gif_writer_stores_each_frame_exactly():
-    """Frames of a few colours come back exactly, identical frames included."""
-    colors = np.array([[255, 255, 255], [200, 30, 40], [20, 90, 200], [0, 0, 0]], np.uint8)
-    rng = np.random.default_rng(0)
-    frames = []
-    for i in range(5):
-        index = np.zeros((30, 40), np.intp)
-        index[5 : 10 + 3 * i, 8:20] = 1 + i % 3
-        index[rng.integers(0, 30, 20), rng.integers(0, 40, 20)] = 3
-        rgba = np.concatenate([colors[index], np.full((30, 40, 1), 255, np.uint8)], axis=2)
-        frames.append(rgba)
-    frames.insert(3, frames[2].copy())  # nothing changes: the frame must still be there
-    writer = plots._GifWriter(frames, fps=5)
-    for frame in frames:
-        writer.add(frame)
-    with Image.open(io.BytesIO(writer.gif())) as gif:
-        assert gif.n_frames == len(frames)
-        assert gif.info["loop"] == 0 and gif.info["duration"] == 200
-        for k, frame in enumerate(frames):
-            gif.seek(k)
-            assert np.array_equal(np.asarray(gif.convert("RGB")), frame[..., :3]), k
+# ------------------------------------------------------------ mended looks
+def captured_figures(monkeypatch) -> list:
+    """Every figure the figure functions create, kept for inspection."""
+    figures = []
+
+    def keep(*args):
+        figures.append(new_figure(*args))
+        return figures[-1]
+
+    new_figure = style.new_figure
+    monkeypatch.setattr(style, "new_figure", keep)
+    return figures
+
+
+def test_legend_shows_train_dots_and_test_rings_for_both_classes():
+    """README: train points are dots, test points rings; both classes alike but in colour."""
+    handles = decision.data_handles()
+    labels = ["train, class 0", "train, class 1", "test, class 0", "test, class 1"]
+    assert [h.get_label() for h in handles] == labels
+    assert {h.get_marker() for h in handles} == {"o"}
+    train, test = handles[:2], handles[2:]
+    assert [h.get_markerfacecolor() for h in train] == list(style.CLASS_COLORS)
+    assert all(h.get_markerfacecolor() == "none" for h in test)
+    assert [h.get_markeredgecolor() for h in test] == list(style.CLASS_COLORS)
+
+
+def test_train_points_are_drawn_over_smaller_than_the_test_rings():
+    """A train dot at the same input as a test point shows inside its ring."""
+    for dense in (False, True):
+        for label in (0, 1):
+            dot = decision.point_style(label, True, dense)
+            ring = decision.point_style(label, False, dense)
+            assert dot["zorder"] > ring["zorder"]
+            assert ring["facecolors"] == "none" and ring["s"] >= 2.5 * dot["s"]
+
+
+def test_hidden_unit_labels_do_not_overlap(xor_run, monkeypatch):
+    """Eight hidden units, several of whose lines run close together: every label apart."""
+    params, *_ = xor_run
+    figures = captured_figures(monkeypatch)
+    model = MLP.create(Architecture(2, (8,), "tanh"), seed=3)
+    data = Dataset(np.array([[0, 0, 1, 1], [0, 1, 0, 1]], float), np.array([[0, 1, 1, 0]]))
+    plots.decision_boundary_png(model, data, data, params)
+    (fig,) = figures
+    renderer = fig.canvas.get_renderer()
+    ax = fig.axes[0]
+    boxes = [t.get_bbox_patch().get_window_extent(renderer) for t in ax.texts]
+    assert len(boxes) == 8
+    for i, a in enumerate(boxes):
+        assert not any(a.overlaps(b) for b in boxes[i + 1 :]), ax.texts[i].get_text()
+
+
+def test_label_positions_spread_labels_along_their_lines():
+    """Two identical lines get their labels far apart, and away from the points."""
+    segment = np.array([[0.0, 0.0], [1.0, 1.0]])
+    avoid = np.array([[0.5, 0.5]])
+    first, second = decision.label_positions([segment, segment], avoid)
+    assert np.linalg.norm(first - avoid[0]) > 0.35
+    assert np.linalg.norm(first - second) > 0.5
+
+
+def test_animation_title_and_loss_legend(xor_run, monkeypatch):
+    """The title reads "Training: epoch <e> of <last>" with no padding, and the loss
+    legend keeps clear of the ln 2 line."""
+    params, inputs, _ = xor_run
+    figures = captured_figures(monkeypatch)
+    snapshots = load_snapshots(inputs.snapshots)
+    history = read_history(inputs.history)
+    data = load_dataset(inputs.train_data), load_dataset(inputs.test_data)
+    models = [snapshots.model(i) for i in (0, len(snapshots) - 1)]
+    epochs = [int(snapshots.epochs[0]), int(snapshots.epochs[-1])]
+    gif = plots.training_gif(models, epochs, history, *data, params)
+    assert gif[:6] == b"GIF89a"
+    (fig,) = figures
+    titles = [t.get_text() for t in fig.texts if t.get_text().startswith("Training")]
+    assert titles == [f"Training: epoch {epochs[-1]} of {int(history.epoch[-1])}"]
+    loss_ax = fig.axes[1]
+    assert loss_ax.get_yscale() == "log"  # plot.log_scale
+    legend = loss_ax.get_legend().get_window_extent()
+    ln2 = loss_ax.transData.transform((1.0, np.log(2)))[1]
+    assert not legend.y0 <= ln2 <= legend.y1
+
+
+def test_learning_curves_use_a_log_loss_axis_when_asked(xor_run, monkeypatch):
+    params, inputs, _ = xor_run
+    figures = captured_figures(monkeypatch)
+    history = read_history(inputs.history)
+    plots.learning_curves_png(history, params)
+    linear = load_params(REPO_ROOT / "params.yaml", (*SMALL, "plot.log_scale=false"))
+    plots.learning_curves_png(history, linear)
+    assert [f.axes[0].get_yscale() for f in figures] == ["log", "linear"]
+    assert [f.axes[0].get_title() for f in figures] == ["Loss", "Loss"]
 
 
 def test_bit_count_view_handles_non_binary_inputs(xor_run):
@@ -491,3 +550,29 @@ def test_default_gif_is_small(tmp_path):
     params = load_params(tmp_path / "params.yaml")
     n_snapshots = len(load_snapshots(tmp_path / "models/snapshots.npz"))
     assert gif_frames(gif) == min(n_snapshots, params.plot.animation_frames)
+    assert gif_frames(gif) >= 10
+
+
+def test_two_clones_draw_byte_identical_figures(tmp_path):
+    """The plot stage in two folders, in processes with different hash seeds, from the same
+    inputs: the same bytes in every figure."""
+    args = ("--set", "data.n_samples=200", "--set", "train.epochs=60", "--set", "plot.dpi=40")
+    first, second = tmp_path / "a", tmp_path / "b"
+    first.mkdir()
+    (first / "params.yaml").write_bytes((REPO_ROOT / "params.yaml").read_bytes())
+    for name in ("generate", "train", "evaluate"):
+        assert stage(name, *args, cwd=first).returncode == 0
+    shutil.copytree(first, second)
+    for folder, seed in ((first, "1"), (second, "2")):
+        proc = subprocess.run(
+            [sys.executable, str(REPO_ROOT / "stages" / "plot.py"), *args],
+            cwd=folder,
+            env=base_env(PYTHONHASHSEED=seed),
+            capture_output=True,
+            text=True,
+        )
+        assert proc.returncode == 0, proc.stderr
+    names = sorted(p.name for p in (first / "plots").iterdir())
+    assert len(names) == 4
+    for name in names:
+        assert (first / "plots" / name).read_bytes() == (second / "plots" / name).read_bytes(), name

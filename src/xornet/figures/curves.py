@@ -1,0 +1,59 @@
+"""Learning curves: train/validation loss with the p = 0.5 plateau, validation accuracy."""
+
+import numpy as np
+from matplotlib.axes import Axes
+
+from xornet.config.schema import Params
+from xornet.core.training import History
+from xornet.figures import style
+
+
+def _markers(history: History) -> dict:
+    return {"marker": "o", "markersize": 3} if len(history) <= 30 else {}
+
+
+def _draw_loss(ax: Axes, history: History, loss: str, log_scale: bool) -> None:
+    ax.plot(
+        history.epoch, history.train_loss, color="C0", lw=1.6, label="train", **_markers(history)
+    )
+    if history.has_validation:
+        dashed = {"color": "C1", "lw": 1.2, "ls": "--", **_markers(history)}
+        ax.plot(history.epoch, history.val_loss, label="validation", **dashed)
+    level = style.plateau_level(loss)
+    name = "ln 2 ≈ 0.693" if loss == "bce" else f"{level:g}"
+    ax.axhline(level, **style.LEVEL_STYLE, label=f"{name}: p = 0.5 everywhere")
+    style.loss_scale(ax, np.concatenate([history.train_loss, history.val_loss, [level]]), log_scale)
+    ax.set_ylabel(f"mean {loss} loss" + (" (log scale)" if log_scale else ""))
+    ax.legend(loc="best", fontsize=8)
+
+
+def learning_curves_png(history: History, params: Params) -> bytes:
+    """Loss (train, validation, plateau) and validation accuracy per epoch, side by side."""
+    fig = style.new_figure(10.0, 4.4, params.plot.dpi)
+    loss_ax = fig.add_axes((0.085, 0.21, 0.385, 0.66))
+    acc_ax = fig.add_axes((0.57, 0.21, 0.4, 0.66))
+    fig.suptitle("Learning curves", fontsize=13, y=0.97)
+    loss_ax.set_title("Loss")
+    if len(history) == 0:
+        style.note(loss_ax, "no epochs recorded")
+    else:
+        _draw_loss(loss_ax, history, params.train.loss, params.plot.log_scale)
+    acc_ax.set_title("Validation accuracy")
+    acc_ax.set_ylabel("accuracy (threshold 0.5)")
+    acc_ax.set_ylim(-0.03, 1.03)
+    if history.has_validation:
+        line = {"color": "C2", "lw": 1.6, **_markers(history)}
+        acc_ax.plot(history.epoch, history.val_accuracy, label="validation", **line)
+        acc_ax.axhline(0.5, **style.LEVEL_STYLE, label="chance (0.5)")
+        solved = np.flatnonzero(history.val_accuracy >= 1.0)
+        if solved.size:
+            epoch = int(history.epoch[solved[0]])
+            acc_ax.axvline(epoch, color="C3", ls="--", lw=1, label=f"first 100 %: epoch {epoch}")
+        acc_ax.legend(loc="lower right", fontsize=8)
+    else:
+        style.note(acc_ax, "no validation data in this run")
+    for ax in (loss_ax, acc_ax):
+        ax.set_xlabel("epoch")
+        ax.grid(True, which="major", alpha=0.3)
+    style.add_caption(fig, style.caption(params))
+    return style.png_bytes(fig)
