@@ -61,6 +61,10 @@ def test_plots_show_has_learning_curves_confusion_data_and_images(repo):
     for row in history:
         assert ("train_loss", row["epoch"], row["train_loss"]) in points
         assert ("val_loss", row["epoch"], row["val_loss"]) in points
+    # The loss spans orders of magnitude: a log y axis (.dvc/plots/linear_log.json, DVC's
+    # linear template with a log scale); accuracy keeps a linear one.
+    assert '"scale": {"type": "log"}' in json.dumps(shown["Loss"])
+    assert '"log"' not in json.dumps(shown["Validation accuracy"])
     accuracy = shown["Validation accuracy"]["data"]["values"]
     assert [(v["epoch"], v["val_accuracy"]) for v in accuracy] == [
         (row["epoch"], row["val_accuracy"]) for row in history
