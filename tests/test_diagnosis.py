@@ -231,3 +231,12 @@ def test_a_plateau_over_seeds_with_two_units_is_a_capacity_verdict_in_the_study(
 )
 def test_verdicts_over_seeds(hidden, solved, stalled, diverged, verdict):
     assert diagnosis.diagnose_seeds(hidden, 100, solved, stalled, diverged)[0] == verdict
+
+
+def test_a_very_short_run_is_not_judged_and_a_wide_layer_is_probed_in_bounded_memory(tmp_path):
+    # 5 000 units: twin units among the first TWIN_UNITS only, probe columns cut so
+    # that units x columns stays near PROBE_ELEMENTS.
+    found, written = trained(tmp_path, "model.hidden=[5000]", "train.epochs=3")
+    assert found.verdict == "not_converged" and "too few" in found.summary
+    assert written["try"] == ["train.epochs=200"]
+    assert 0.0 <= written["evidence"]["twin_correlation"] <= 1.0

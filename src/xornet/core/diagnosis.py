@@ -57,10 +57,20 @@ Array = np.ndarray
 # the full batch's (a subsample's gradient has a noise floor that would hide a
 # vanishing one), and a small share of an epoch at 1e6 samples.
 PROBE_SAMPLES = 4096
+# ... and fewer in very wide layers, so that a probe's buffers (a few of
+# units x columns each) stay near the training's own block buffers in size.
+PROBE_ELEMENTS = 1 << 20
+MIN_PROBE_SAMPLES = 16
 # At most this many probes per run, at least MIN_PROBE_GAP epochs apart (plus the
 # first and last epoch): the verdict reads the last, the rest show the way there.
 PROBES_PER_RUN = 20
 MIN_PROBE_GAP = 10
+# Twin units are looked for among the first this many units of the first layer: the
+# pairwise correlations cost units^2 memory (a 50 000-unit layer would need 20 GB),
+# and symmetry stalls matter in narrow layers, where every unit is looked at.
+TWIN_UNITS = 64
+# Below this many epochs the tail of a curve is too short to tell a shape from noise.
+MIN_EPOCHS = 20
 
 
 def probe_every(epochs: int) -> int:
@@ -115,8 +125,8 @@ class Probe:
     of the mean loss; ``saturated[l]`` and ``dead[l]`` are hidden layer l+1's share
     of saturated (unit, sample) pairs and of units inactive on every sample
     (ReLU only, else 0); ``twin_correlation`` is the largest |correlation| between
-    two first-layer units' outputs (0 with one unit); ``output_spread`` is
-    max p - min p over the samples.
+    two of the first :data:`TWIN_UNITS` first-layer units' outputs (0 with one
+    unit); ``output_spread`` is max p - min p over the samples.
     """
 
     epoch: int
@@ -129,13 +139,15 @@ class Probe:
 
 
 def probe(epoch: int, model: MLP, X: Array, y: Array, loss: Any) -> Probe:
-    """Measure ``model`` on the first :data:`PROBE_SAMPLES` columns of X (features, n), y (1, n).
+    """Measure ``model`` on the first :data:`PROBE_SAMPLES` columns of X (features, n), y (1, n)
+    (fewer when a hidden layer is wider than :data:`PROBE_ELEMENTS` / PROBE_SAMPLES units).
 
     One forward and one backward pass on fresh buffers (the model's own training
     buffers are left alone). Everything read from the forward pass is measured
     before the backward pass, which reuses those buffers.
     """
-    X, y = X[:, :PROBE_SAMPLES], y[:, :PROBE_SAMPLES]
+    columns = min(PROBE_SAMPLES, max(MIN_PROBE_SAMPLES, PROBE_ELEMENTS // max(model.arch.hidden)))
+    X, y = X[:, :columns], y[:, :columns]
     cache = model.forward(X)
     activation = model.arch.activation
     hidden = cache.inputs[1:]  # (units, n) outputs of each hidden layer
@@ -144,7 +156,7 @@ def probe(epoch: int, model: MLP, X: Array, y: Array, loss: Any) -> Probe:
         float(np.mean(np.all(z <= 0, axis=1))) if activation == "relu" else 0.0
         for z in cache.pre_activations[:-1]
     )
-    twin, pair = _most_correlated(np.asarray(hidden[0], dtype=np.float64))
+    twin, pair = _most_correlated(np.asarray(hidden[0][:TWIN_UNITS], dtype=np.float64))
     logits = cache.logits
     spread = float(sigmoid(np.max(logits)) - sigmoid(np.min(logits)))  # sigmoid is monotone
     grads = model.backward(cache, np.asarray(y, dtype=model.dtype), loss)
@@ -283,6 +295,14 @@ def diagnose(history: History, probes: list[Probe], settings: RunSettings) -> Di
             advice="nothing to fix" + (f"; {since} epochs would do" if since < epochs // 2 else ""),
         )
 
+    if epochs < MIN_EPOCHS:
+        return Diagnosis(
+            "not_converged",
+            f"accuracy {accuracy:.0%} after only {epochs} epochs: too few to read the curve",
+            evidence,
+            advice="more epochs",
+            try_overrides=[f"train.epochs={max(10 * epochs, MIN_EPOCHS * 10)}"],
+        )
     tail = loss[-max(2, int(epochs * T["tail"])) :]
     steps = np.diff(tail)
     rising = float(np.mean(steps > 0)) if steps.size else 0.0
