@@ -16,6 +16,12 @@ network actually learns during the timed epochs).
 - **numpy loop**: the classic tutorial loop written out inline - forward,
   loss, backward, update as whole-batch NumPy expressions, the loss of every
   epoch kept in a list.
+- **jax**: the same network as a ``jax.jit``-compiled ``lax.scan`` over the
+  epochs (x64 enabled, CPU): each step the loss and its gradient
+  (``jax.value_and_grad``), the update, and the loss kept in the scan's
+  per-epoch output. The warm-up runs all ``epochs`` once, so the timed runs
+  exclude compilation. Skipped with a note if jax is not importable (it is
+  a bench-only extra).
 - **pytorch**: the same network with ``torch.float64`` tensors on the CPU,
   ``torch.nn.functional.binary_cross_entropy_with_logits`` and
   ``torch.optim.SGD``, with its default thread count unless
@@ -23,9 +29,14 @@ network actually learns during the timed epochs).
   epoch, as the other two record the loss. Skipped with a note if torch is
   not importable.
 
+xornet runs as the train stage runs it: its worker imports ``xornet`` before
+NumPy, so the kernels are pinned (``xornet.core.determinism``: OpenBLAS's
+Haswell kernels on one thread, NumPy's AVX2 loops); the other ways run with
+their libraries' defaults.
+
 Each (way, size) runs in a fresh subprocess: a short warm-up run, then
 ``--repeat`` timed runs of ``epochs`` epochs from the same initial weights.
-This is done in ``--rounds`` rounds that alternate the three ways, so that a
+This is done in ``--rounds`` rounds that alternate the ways, so that a
 change in machine load does not favour one of them; the fastest run of each
 way counts (on a shared machine the minimum is the least noisy estimate).
 epochs/s is epochs / time, samples/s is epochs * n / time. The load average
@@ -66,7 +77,7 @@ LEARNING_RATE = 1.0
 # (n, hidden, epochs per timed repeat): about a second for the slowest way.
 FULL_SIZES = [(1_000, 2, 5_000), (1_000, 64, 1_000), (100_000, 16, 20), (1_000_000, 16, 3)]
 QUICK_SIZES = [(1_000, 2, 2_000), (1_000, 64, 300)]
-WAYS = ["xornet", "numpy loop", "pytorch"]
+WAYS = ["xornet", "numpy loop", "jax", "pytorch"]
 
 
 # --------------------------------------------------------------------- setup
@@ -166,15 +177,60 @@ def run_pytorch(arch, X, y, params, epochs):
     return losses[-1]
 
 
-RUNNERS = {"xornet": run_xornet, "numpy loop": run_numpy_loop, "pytorch": run_pytorch}
+_jax_fits: dict = {}
+
+
+def run_jax(arch, X, y, params, epochs):
+    import jax
+    import jax.numpy as jnp
+
+    fit = _jax_fits.get(epochs)
+    if fit is None:
+
+        def loss(p, X, y):
+            z = p["W2"] @ jax.nn.sigmoid(p["W1"] @ X + p["b1"]) + p["b2"]
+            return jnp.mean(jax.nn.softplus(z) - y * z)  # BCE from logits
+
+        def epoch(carry, _):
+            p, X, y = carry
+            value, grads = jax.value_and_grad(loss)(p, X, y)
+            p = jax.tree_util.tree_map(lambda w, g: w - LEARNING_RATE * g, p, grads)
+            return (p, X, y), value
+
+        @jax.jit
+        def fit(p, X, y):
+            (p, _, _), losses = jax.lax.scan(epoch, (p, X, y), None, length=epochs)
+            return p, losses
+
+        _jax_fits[epochs] = fit
+    p = {k: jnp.asarray(v) for k, v in params.items()}
+    p, losses = fit(p, jnp.asarray(X), jnp.asarray(y))
+    jax.block_until_ready(p)
+    return float(losses[-1])
+
+
+RUNNERS = {
+    "xornet": run_xornet,
+    "numpy loop": run_numpy_loop,
+    "jax": run_jax,
+    "pytorch": run_pytorch,
+}
 
 
 def worker(way: str, n: int, hidden: int, epochs: int, repeat: int, torch_threads: int) -> dict:
     """Time one way on one size in this (fresh) process; returns a JSON-able dict."""
+    if way == "xornet":
+        import xornet  # noqa: F401  (before NumPy: pins the kernels, as in the stages)
     import numpy as np  # noqa: F401  (imported before the baseline on purpose)
 
     import xornet.core.training  # noqa: F401
 
+    if way == "jax":
+        import jax
+
+        jax.config.update("jax_enable_x64", True)
+        jax.config.update("jax_platforms", "cpu")
+        import jax.numpy  # noqa: F401
     if way == "pytorch":
         import torch
         import torch.nn.functional  # noqa: F401
@@ -185,7 +241,8 @@ def worker(way: str, n: int, hidden: int, epochs: int, repeat: int, torch_thread
     run = RUNNERS[way]
     exact_peak = _reset_peak()
     baseline = _status_kib("VmRSS") if exact_peak else 0
-    run(arch, X, y, params, min(epochs, 3))  # warm-up: first-call costs, lazy imports
+    # warm-up: first-call costs, lazy imports (and JAX's compilation for these epochs)
+    run(arch, X, y, params, epochs if way == "jax" else min(epochs, 3))
     best = float("inf")
     for _ in range(repeat):
         start = time.perf_counter()
@@ -210,6 +267,22 @@ def torch_version(threads: int) -> str | None:
         [sys.executable, "-c", code, str(threads)], capture_output=True, text=True
     )
     return result.stdout.strip() if result.returncode == 0 else None
+
+
+def jax_version() -> str | None:
+    code = "import jax; print(jax.__version__)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    return result.stdout.strip() if result.returncode == 0 else None
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def spawn(way: str, n: int, hidden: int, epochs: int, args: argparse.Namespace) -> dict:
@@ -257,12 +330,15 @@ def main() -> None:
 
     load_before = os.getloadavg()[0]
     torch_info = torch_version(args.torch_threads)
-    ways = WAYS if torch_info else WAYS[:2]
+    jax_info = jax_version()
+    ways = [w for w in WAYS if (w != "pytorch" or torch_info) and (w != "jax" or jax_info)]
+    print(cpu_model() + ", ", end="")
     sizes = QUICK_SIZES if args.quick else FULL_SIZES
     print(f"python {platform.python_version()}, {os.cpu_count()} CPUs, ", end="")
     import numpy as np
 
     print(f"numpy {np.__version__}, ", end="")
+    print(f"jax {jax_info}, " if jax_info else "jax not importable: JAX rows skipped, ", end="")
     print(
         f"torch {torch_info.split()[0]} ({torch_info.split()[1]} threads)"
         if torch_info
@@ -271,10 +347,10 @@ def main() -> None:
     print()
     header = (
         "| n | hidden | epochs | way | epochs/s | samples/s | peak MiB "
-        "| speed vs PyTorch | memory vs PyTorch | final loss - xornet's |"
+        "| speed vs PyTorch | memory vs PyTorch | speed vs JAX | final loss - xornet's |"
     )
     print(header)
-    print("|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|")
+    print("|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|")
     exact = True
     for n, hidden, epochs in sizes:
         results: dict[str, dict] = {}
@@ -285,15 +361,16 @@ def main() -> None:
                 best["seconds"] = min(best["seconds"], r["seconds"])
                 best["peak_kib"] = max(best["peak_kib"], r["peak_kib"])
                 exact = exact and r["exact_peak"]
-        ref = results.get("pytorch")
+        ref, jax_ref = results.get("pytorch"), results.get("jax")
         for way in ways:
             r = results[way]
             rate = epochs / r["seconds"]
             speed = f"{(ref['seconds'] / r['seconds']):.2f}x" if ref else "-"
             memory = f"{r['peak_kib'] / max(ref['peak_kib'], 1):.2f}x" if ref else "-"
+            vs_jax = f"{(jax_ref['seconds'] / r['seconds']):.2f}x" if jax_ref else "-"
             delta = r["final_loss"] - results["xornet"]["final_loss"]
             cells = [f"{n:,}", str(hidden), f"{epochs:,}", way, fmt_rate(rate), fmt_rate(rate * n)]
-            cells += [fmt_mib(r["peak_kib"]), speed, memory, f"{delta:.1e}"]
+            cells += [fmt_mib(r["peak_kib"]), speed, memory, vs_jax, f"{delta:.1e}"]
             print("| " + " | ".join(cells) + " |", flush=True)
     print(f"\nload average (1 min) before: {load_before:.2f}, after: {os.getloadavg()[0]:.2f}")
     if not exact:
