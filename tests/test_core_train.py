@@ -229,3 +229,92 @@ def test_tutorial_setting_stays_on_the_ln2_plateau():
     loss = result.history.train_loss
     assert loss[0] == pytest.approx(LN2, abs=1e-3)
     assert np.all(np.abs(loss - LN2) < 0.01)
+
+
+# ------------------------------------------------- validation in the training pass
+def split_xor(n_train: int, n_val: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((2, n_train + n_val))
+    y = (X[0] * X[1] > 0).astype(np.float64)[np.newaxis, :]
+    return (X[:, :n_train], y[:, :n_train]), (X[:, n_train:], y[:, n_train:])
+
+
+@pytest.mark.parametrize(
+    ("activation", "loss", "hidden", "n_train", "n_val", "block"),
+    [
+        ("sigmoid", "bce", (2,), 300, 75, 0),  # one block holds both
+        ("tanh", "mse", (5, 3), 300, 75, 0),
+        ("relu", "bce", (8,), 1_000, 2_500, 512),  # validation spills into blocks of its own
+        ("sigmoid", "bce", (16,), 5_000, 1_250, 1024),  # threads share the blocks
+    ],
+)
+def test_validation_columns_leave_training_bit_identical(
+    activation, loss, hidden, n_train, n_val, block
+):
+    """The validation columns ride along in the training pass: weights and training
+    losses are the bytes of a run without validation, and every epoch's validation
+    loss and accuracy are those of the model after that epoch's update."""
+    (X, y), (Xv, yv) = split_xor(n_train, n_val)
+    config = TrainConfig(loss=loss, learning_rate=0.3, epochs=6, block=block)
+    model = make_model(activation, hidden=hidden, seed=4, scale=1.5)
+    seen = {}
+
+    def callback(epoch, current, history):
+        seen[epoch] = current.copy()
+
+    fused = train(model, X, y, config, validation=(Xv, yv), callback=callback, callback_every=1)
+    plain = train(model, X, y, config)
+    for name, value in plain.model.params.items():
+        assert np.array_equal(fused.model.params[name], value), name
+    assert np.array_equal(fused.history.train_loss, plain.history.train_loss)
+    assert sorted(seen) == list(range(7))
+    for epoch in range(1, 7):
+        after = seen[epoch]
+        expected = after.loss(Xv, yv, LOSSES[loss])
+        assert fused.history.val_loss[epoch - 1] == pytest.approx(expected, rel=1e-13, abs=0)
+        accuracy = np.mean((after.logits(Xv) >= 0) == (yv == 1))
+        assert fused.history.val_accuracy[epoch - 1] == accuracy
+
+
+def test_the_callback_schedule_does_not_change_the_history():
+    (X, y), (Xv, yv) = split_xor(400, 100)
+    config = TrainConfig(learning_rate=0.5, epochs=9)
+    runs = [
+        train(make_model(seed=1), X, y, config, validation=(Xv, yv), callback=cb, callback_every=k)
+        for cb, k in ((None, 0), (lambda *a: None, 1), (lambda *a: None, 4))
+    ]
+    assert_identical(runs[0], runs[1])
+    assert_identical(runs[0], runs[2])
+
+
+def test_thread_count_does_not_change_the_bytes(monkeypatch):
+    from xornet.core import model as model_module
+
+    (X, y), (Xv, yv) = split_xor(6_000, 1_500)
+    config = TrainConfig(learning_rate=0.5, epochs=3, block=512)
+    runs = []
+    for threads in (1, 2, 3):
+        monkeypatch.setattr(model_module, "THREADS", threads)
+        monkeypatch.setattr(model_module, "_pool", None)
+        runs.append(train(make_model(hidden=(6,), seed=2), X, y, config, validation=(Xv, yv)))
+    assert_identical(runs[0], runs[1])
+    assert_identical(runs[0], runs[2])
+
+
+def test_divergence_with_validation_reports_the_epoch_before():
+    """The callback of the last finite epoch still runs before the divergence is raised."""
+    X, y = xor_data()
+    seen = []
+    config = TrainConfig(learning_rate=math.inf, epochs=5)
+    with pytest.raises(DivergenceError) as info:
+        train(
+            make_model(hidden=(8,)),
+            X,
+            y,
+            config,
+            validation=(X, y),
+            callback=lambda epoch, model, history: seen.append(epoch),
+            callback_every=1,
+        )
+    assert (info.value.epoch, info.value.what) == (1, "parameter W1")
+    assert seen == [0]

@@ -26,13 +26,28 @@ Three layout choices make this fast without changing the arithmetic:
    the network, see :func:`auto_block`), with buffers that are allocated once
    and stay in cache. Each block's gradient goes to a row of its own and the
    rows are summed in block order, so the result depends only on the inputs
-   and ``block``. (Sharing blocks among two threads was measured and dropped:
-   on the 2-vCPU machine NumPy's calls are too short to outrun GIL hand-offs,
-   and concurrent OpenBLAS calls slowed each other down.)
+   and ``block``. With several blocks, threads share them (NumPy releases the
+   GIL in its loops and OpenBLAS is pinned to one thread of its own): block k
+   still lands in row k, so the bytes do not depend on the thread count.
+   (With one block - up to 32 768 columns at 2 hidden units - there is
+   nothing to share: NumPy's calls are then too short to outrun GIL hand-offs.)
+4. Validation columns can ride along (``MLP.batch(..., validation=...)``):
+   they sit after the training columns in the same blocks, so one forward
+   pass gives the training loss before this epoch's update and the
+   validation loss and accuracy after the previous one; backprop sees the
+   training columns only, so the gradient's bytes are those without them.
+
+The fused BCE loss takes log1p(e^x) as log(u) + (e^x - (u - 1)) / u with
+u = 1 + e^x rounded: the correction is u's rounding error, so the sum keeps
+log1p's precision (a few ulps) for ~1/3 of its cost (glibc's log is much
+faster than its log1p).
 """
 
 import json
+import math
+import os
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from types import MappingProxyType
 
@@ -57,6 +72,17 @@ MIN_BLOCK = 256
 
 # ``block=DEFAULT_BLOCK`` (0) means: columns per block from :func:`auto_block`.
 DEFAULT_BLOCK = 0
+
+# Threads that share a batch's blocks (results do not depend on it): the cores.
+THREADS = min(8, os.cpu_count() or 1)
+_pool: ThreadPoolExecutor | None = None
+
+
+def _thread_pool() -> ThreadPoolExecutor:
+    global _pool
+    if _pool is None:
+        _pool = ThreadPoolExecutor(THREADS, thread_name_prefix="xornet-block")
+    return _pool
 
 
 @dataclass(frozen=True)
@@ -213,6 +239,84 @@ class _Workspace:
                 [None] + [np.empty((sizes[i], m), dtype) for i in hidden] if keep_z else self.z
             )
             self.work = np.empty((1, m), dtype)
+            self.work2 = np.empty((1, m), dtype)
+            self.correct = np.empty((1, m), bool)
+
+
+class _Columns:
+    """What the loss and backprop see of a block whose last columns are validation
+    columns: its first ``k`` columns. The matrix products of backprop get buffers
+    of their own (contiguous, as without validation columns: OpenBLAS sums a
+    strided operand in another order), the elementwise work views of ``ws``'s."""
+
+    def __init__(self, ws: _Workspace, k: int):
+        def cut(arrays: list) -> list:
+            return [None if x is None else x[:, :k] for x in arrays]
+
+        self.ws, self.k = ws, k
+        self.a = [None] + [np.ones((a.shape[0], k), a.dtype) for a in ws.a[1:]]
+        self.A = [None] + [a[:-1] for a in self.a[1:]]
+        self.z = cut(ws.z)
+        self.dz = [None] + [np.empty((dz.shape[0], k), dz.dtype) for dz in ws.dz[1:]]
+        self.deriv = self.z if ws.deriv is ws.z else cut(ws.deriv)
+        self.work, self.work2 = ws.work[:, :k], ws.work2[:, :k]
+
+    def take(self, Xa_train: Array) -> None:
+        """After the forward pass: the training columns' inputs and activations."""
+        self.a[0] = Xa_train
+        for full, own in zip(self.ws.A[1:], self.A[1:], strict=True):
+            np.copyto(own, full[:, : self.k])
+
+
+@dataclass
+class _Block:
+    """Columns of a batch computed together: the first ``k`` train, the rest validate."""
+
+    Xa: Array  # [X; 1] of every column
+    t: Array  # encoded targets of every column
+    k: int
+    positive: Array | None = None  # validation columns of class 1, (1, m - k) bool
+    y_val: Array | None = None  # their 0/1 targets, for losses without a fused form
+    Xa_train: Array | None = None  # Xa[:, :k], contiguous
+    below: Array | None = None  # x = s z < below: classified right (see _bce_terms)
+
+    @property
+    def m(self) -> int:
+        return self.Xa.shape[1]
+
+
+_add = np.add.reduce  # what ndarray.sum() calls, without its Python layers
+
+
+def _bce_terms(
+    z: Array, t0: Array, e: Array, u: Array, work: Array, k: int = 0, right: Array | None = None,
+    below: Array | None = None
+) -> None:  # fmt: skip
+    """log1p(e^x), x = z t0, into ``work``; e^x into ``e``, 1 + e^x into ``u``.
+
+    With ``right``: whether columns k: are classified right, x < ``below``: x = z
+    for class 0 (s = 1), right if z < 0; x = -z for class 1, right if z >= 0, i.e.
+    x <= 0, i.e. x < 5e-324, the smallest positive double (-0 and 0 included).
+
+    log1p(e) = log(u) + c / u + O(c^2), c = e - (u - 1) being u's rounding error
+    (exact: u - 1 and e - (u - 1) are exact subtractions), so each term keeps
+    log1p's relative precision, also for tiny e (u = 1, log u = 0, c = e).
+    """
+    np.multiply(z, t0, out=e)
+    if right is not None:
+        np.less(e[:, k:], below, out=right)
+    np.exp(e, out=e)
+    np.add(e, 1.0, out=u)
+    np.subtract(u, 1.0, out=work)
+    np.subtract(e, work, out=work)
+    np.divide(work, u, out=work)
+    work += np.log(u)
+
+
+def _bce_softplus_sum(z: Array, t0: Array, e: Array, u: Array, work: Array) -> float:
+    """sum log1p(e^x) over every column (see :func:`_bce_terms`)."""
+    _bce_terms(z, t0, e, u, work)
+    return float(_add(work, axis=None))
 
 
 @dataclass
@@ -241,29 +345,61 @@ class Batch:
     the gradient of ``scale`` times the summed loss into ``grad`` (the layout
     of ``MLP.theta``). With several blocks, each block's gradient has its own
     row in ``block_grads`` first.
+
+    The first ``n_train`` columns (default: all) are trained on; the others are
+    validation columns, only run forward: each pass leaves their summed loss
+    in ``val_total`` and the number classified right in ``val_correct``. They
+    fill the last training block up to ``block`` columns, then blocks of their own.
     """
 
-    def __init__(self, model: "MLP", Xa: Array, targets: Array, block: int = DEFAULT_BLOCK):
+    def __init__(
+        self,
+        model: "MLP",
+        Xa: Array,
+        targets: Array,
+        block: int = DEFAULT_BLOCK,
+        n_train: int | None = None,
+    ):
         if block < 0:
             raise ValueError(f"block must be positive (or 0: automatic), got {block}")
         block = block or auto_block(model.arch)
-        n = Xa.shape[1]
+        n = Xa.shape[1] if n_train is None else n_train
         sizes = model.arch.layer_sizes
         self.Xa, self.targets = Xa, targets
+        self.n_train, self.n_val = n, Xa.shape[1] - n
         self.grad = np.empty(model.arch.n_params, dtype=model.dtype)
         self.grad_layers = _layer_views(self.grad, sizes)
-        self.blocks = [
-            (Xa[:, start : start + block], targets[:, start : start + block])
-            for start in range(0, n, block)
-        ]
+        bounds = [(start, min(start + block, n)) for start in range(0, n, block)]
+        start = n
+        if bounds and self.n_val:  # validation columns fill up the last training block
+            last = bounds.pop()
+            start = min(last[0] + block, Xa.shape[1])
+            bounds.append((last[0], start))
+        bounds += [(s, min(s + block, Xa.shape[1])) for s in range(start, Xa.shape[1], block)]
+        self.blocks: list[_Block] = []
+        for lo, hi in bounds:
+            b = _Block(Xa[:, lo:hi], targets[:, lo:hi], max(0, min(n, hi) - lo))
+            if b.k < b.m:
+                b.positive = targets[:1, lo + b.k : hi] < 0  # s = 1 - 2y
+                b.y_val = (1.0 - targets[:1, lo + b.k : hi]) / 2
+                b.Xa_train = np.ascontiguousarray(b.Xa[:, : b.k])
+                smallest = np.finfo(targets.dtype).smallest_subnormal
+                b.below = np.where(b.positive, smallest, 0.0).astype(targets.dtype)
+            self.blocks.append(b)
+        self.block_totals = [0.0] * len(self.blocks)
+        self.block_val = [(0.0, 0)] * len(self.blocks)
+        self.val_total, self.val_correct = math.nan, 0
         if len(self.blocks) > 1:
-            self.block_grads = np.empty((len(self.blocks), self.grad.size), dtype=model.dtype)
+            self.block_grads = np.zeros((len(self.blocks), self.grad.size), dtype=model.dtype)
             self.block_grad_layers = [_layer_views(row, sizes) for row in self.block_grads]
-            self.block_totals = [0.0] * len(self.blocks)
+            self.train_rows = [k for k, b in enumerate(self.blocks) if b.k]
+        else:
+            self.block_grad_layers = [self.grad_layers]
 
     @property
     def n(self) -> int:
-        return self.Xa.shape[1]
+        """The number of training columns."""
+        return self.n_train
 
     @classmethod
     def empty(cls, model: "MLP", n: int, block: int = DEFAULT_BLOCK) -> "Batch":
@@ -311,6 +447,7 @@ class MLP:
         # W_l^T for backprop, indexed by layer l (entry 0 unused)
         self._weights_T = [None] + [Wb[:, :-1].T for Wb in self.layers]
         self._workspaces: dict[tuple, _Workspace] = {}
+        self._columns: dict[tuple, _Columns] = {}
 
     @classmethod
     def create(
@@ -338,23 +475,36 @@ class MLP:
         """The parameter arrays in layer order: [W1, b1, W2, b2, ...] (views of ``theta``)."""
         return list(self.params.values())
 
-    def _workspace(self, m: int, backward: bool = True) -> _Workspace:
-        key = (m, backward)
+    def _workspace(self, m: int, backward: bool = True, slot: int = 0) -> _Workspace:
+        """Buffers for m columns; ``slot`` tells the threads sharing a batch apart."""
+        key = (m, backward, slot)
         ws = self._workspaces.get(key)
         if ws is None:
             if len(self._workspaces) > 16:  # odd batch widths come and go; stay bounded
                 self._workspaces.clear()
+                self._columns.clear()
             ws = self._workspaces[key] = _Workspace(self.arch.layer_sizes, m, self.dtype, backward)
         return ws
 
     # ------------------------------------------------------------- the maths
-    def _forward(self, ws: _Workspace) -> None:
-        """Z_l = [W_l | b_l] @ [A_{l-1}; 1] and A_l = f(Z_l), layer by layer; ws.a[0] is [X; 1]."""
+    def _forward(self, ws: _Workspace, quiet: bool = False) -> None:
+        """Z_l = [W_l | b_l] @ [A_{l-1}; 1] and A_l = f(Z_l), layer by layer; ws.a[0] is [X; 1].
+
+        ``quiet``: the caller silences overflow (np.errstate), so the sigmoid need not.
+        """
         # np.dot is the same product as @ with less call overhead on small arrays
         L = self.arch.n_layers
+        inline_sigmoid = quiet and self.activation.value is sigmoid
         for layer in range(1, L):
             np.dot(self.layers[layer - 1], ws.a[layer - 1], out=ws.z[layer])
-            self.activation.value(ws.z[layer], ws.A[layer])
+            if inline_sigmoid:  # sigmoid()'s operations, without its np.errstate
+                A = ws.A[layer]
+                np.negative(ws.z[layer], out=A)
+                np.exp(A, out=A)
+                A += 1.0
+                np.divide(1.0, A, out=A)
+            else:
+                self.activation.value(ws.z[layer], ws.A[layer])
         np.dot(self.layers[L - 1], ws.a[L - 1], out=ws.z[L])  # the output logits
 
     def _backward(self, ws: _Workspace, grad_layers: list[Array]) -> None:
@@ -375,14 +525,48 @@ class MLP:
                 dA *= deriv  # dZ_{l-1} = dA_{l-1} * f'(Z_{l-1})
 
     def _block(
-        self, ws: _Workspace, Xa: Array, t: Array, loss: Loss, grad_layers: list[Array]
-    ) -> float:
-        """Loss summed over one block of columns; its scaled gradient goes to ``grad_layers``."""
-        ws.a[0] = Xa
-        self._forward(ws)
-        total = loss.evaluate(ws.z[-1], t, ws.dz[-1], ws.work)
-        self._backward(ws, grad_layers)
-        return total
+        self, b: _Block, loss: Loss, grad_layers: list[Array], slot: int = 0
+    ) -> tuple[float, tuple[float, int]]:
+        """The training loss summed over a block's first b.k columns, its scaled gradient
+        into ``grad_layers``; returns it, and (loss sum, number right) of the validation
+        columns, if any, as a second value."""
+        ws = self._workspace(b.m, slot=slot)
+        ws.a[0] = b.Xa
+        self._forward(ws, quiet=True)
+        k, m = b.k, b.m
+        bce = loss.name == "bce"
+        right = ws.correct[:, k:]
+        if bce:  # the loss terms of every column in one pass; the gradient follows
+            below = b.below if k < m else None
+            _bce_terms(ws.z[-1], b.t[0], ws.dz[-1], ws.work, ws.work2, k, right, below)
+            train_total = float(_add(ws.work2[:, :k], axis=None))
+        val = (0.0, 0)
+        if k < m:  # validation columns: measured before backprop reuses the buffers
+            z = ws.z[-1][:, k:]
+            val_total = float(_add(ws.work2[:, k:], axis=None)) if bce else math.nan
+            if not bce:  # right: (z >= 0) == (class 1)
+                np.greater_equal(z, 0.0, out=right)
+                np.equal(right, b.positive, out=right)
+            if not math.isfinite(val_total):
+                val_total = loss.total(z, b.y_val)
+            val = (val_total, int(np.count_nonzero(right)))
+        if k == 0:
+            return 0.0, val
+        cols = ws
+        if k < m:
+            cols = self._columns.get((id(ws), k))
+            if cols is None:
+                cols = self._columns[(id(ws), k)] = _Columns(ws, k)
+            cols.take(b.Xa_train)
+        t = b.t[:, :k] if k < m else b.t
+        if bce and math.isfinite(train_total):
+            # loss.evaluate's gradient, the same operations: sigmoid(x) = e^x / (1 + e^x), scaled
+            np.divide(ws.dz[-1][:, :k], ws.work[:, :k], out=cols.dz[-1])
+            cols.dz[-1] *= t[1]
+        else:  # not BCE; or e^x overflowed, or non-finite logits: the careful way
+            train_total = loss.evaluate(cols.z[-1], t, cols.dz[-1], cols.work)
+        self._backward(cols, grad_layers)
+        return train_total, val
 
     # --------------------------------------------------------------- forward
     def forward(self, X: Array, workspace: _Workspace | None = None) -> ForwardCache:
@@ -449,31 +633,67 @@ class MLP:
         return _as_params(_layer_views(grad, self.arch.layer_sizes))
 
     def batch(
-        self, X: Array, y: Array, loss: Loss, block: int = DEFAULT_BLOCK, scale: float | None = None
+        self,
+        X: Array,
+        y: Array,
+        loss: Loss,
+        block: int = DEFAULT_BLOCK,
+        scale: float | None = None,
+        validation: tuple[Array, Array] | None = None,
     ) -> Batch:
         """X (n_inputs, n) and 0/1 targets y (1, n) prepared for :meth:`batch_loss_and_gradient`.
 
         ``scale`` multiplies the summed loss's gradient; the default 1/n gives the mean's.
+        ``validation`` (X_val, y_val) adds columns that are only measured (see :class:`Batch`).
         """
-        Xa = _with_ones(np.asarray(X, dtype=self.dtype))
-        scale = 1.0 / Xa.shape[1] if scale is None else scale
-        return Batch(self, Xa, loss.encode(y, scale, self.dtype), block)
+        X = np.asarray(X, dtype=self.dtype)
+        scale = 1.0 / X.shape[1] if scale is None else scale
+        targets = loss.encode(y, scale, self.dtype)
+        if validation is None:
+            return Batch(self, _with_ones(X), targets, block)
+        X_val = np.asarray(validation[0], dtype=self.dtype)
+        Xa = _with_ones(np.concatenate([X, X_val], axis=1))
+        targets = np.concatenate([targets, loss.encode(validation[1], 1.0, self.dtype)], axis=1)
+        return Batch(self, Xa, targets, block, n_train=X.shape[1])
 
     def batch_loss_and_gradient(self, batch: Batch, loss: Loss) -> float:
         """The loss summed over the batch; the gradient of the mean loss lands in ``batch.grad``.
 
-        With several blocks, each block's gradient fills its own row of
-        ``batch.block_grads`` and the rows are added in block order.
+        With several blocks, threads share them; each block's gradient fills its own
+        row of ``batch.block_grads`` and the rows are added in block order.
+        Validation columns' results go to ``batch.val_total`` and ``batch.val_correct``.
+        Expects overflow silenced (``np.errstate(over="ignore")``, as ``train`` and
+        :meth:`loss_and_gradients` do): e^x overflowing is handled, not an error.
         """
         blocks = batch.blocks
         if len(blocks) == 1:
-            Xa, t = blocks[0]
-            return self._block(self._workspace(Xa.shape[1]), Xa, t, loss, batch.grad_layers)
-        for k, (Xa, t) in enumerate(blocks):
-            ws = self._workspace(Xa.shape[1])
-            batch.block_totals[k] = self._block(ws, Xa, t, loss, batch.block_grad_layers[k])
-        np.sum(batch.block_grads, axis=0, out=batch.grad)
-        return sum(batch.block_totals)
+            total, batch.block_val[0] = self._block(blocks[0], loss, batch.grad_layers)
+        else:
+            threads = min(THREADS, len(blocks))
+            if threads > 1:
+                errstate = np.geterr()  # np.errstate is per thread: pass the caller's on
+                parts = [(batch, loss, j, threads, errstate) for j in range(threads)]
+                list(_thread_pool().map(self._blocks_part, parts))
+            else:
+                self._blocks_part((batch, loss, 0, 1, None))
+            total = sum(batch.block_totals)
+            if len(batch.train_rows) == len(blocks):
+                np.sum(batch.block_grads, axis=0, out=batch.grad)
+            elif batch.train_rows:
+                np.sum(batch.block_grads[batch.train_rows], axis=0, out=batch.grad)
+        if batch.n_val:
+            batch.val_total = sum(v[0] for v in batch.block_val)
+            batch.val_correct = sum(v[1] for v in batch.block_val)
+        return total
+
+    def _blocks_part(self, part: tuple) -> None:
+        """Blocks j, j + threads, ... of a batch, on thread slot j."""
+        batch, loss, j, threads, errstate = part
+        with np.errstate(**(errstate or np.geterr())):
+            for k in range(j, len(batch.blocks), threads):
+                batch.block_totals[k], batch.block_val[k] = self._block(
+                    batch.blocks[k], loss, batch.block_grad_layers[k], slot=j
+                )
 
     def loss_and_gradients(
         self, X: Array, y: Array, loss: Loss, block: int = DEFAULT_BLOCK
@@ -484,7 +704,8 @@ class MLP:
         processed in blocks of ``block`` columns (see the module docstring).
         """
         batch = self.batch(X, y, loss, block)
-        total = self.batch_loss_and_gradient(batch, loss)
+        with np.errstate(over="ignore", invalid="ignore"):
+            total = self.batch_loss_and_gradient(batch, loss)
         return total / batch.n, _as_params(batch.grad_layers)
 
     # ------------------------------------------------------------------ file io

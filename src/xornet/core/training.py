@@ -135,8 +135,12 @@ def train(
     history = History.empty(config.epochs)
     n = X.shape[1]
     batch_size = config.batch_size if 0 < config.batch_size < n else n
+    # Full batch with validation: the validation columns ride along in the training
+    # pass (see xornet.core.model), which measures them before this epoch's update,
+    # i.e. after the previous one; the last epoch's are measured on their own.
+    fused = batch_size == n and validation is not None
     if batch_size == n:
-        full = model.batch(X, y, loss_fn, config.block)
+        full = model.batch(X, y, loss_fn, config.block, validation=validation if fused else None)
     else:
         # Encoded once with scale 1; each mini-batch takes its columns and rescales.
         source = model.batch(X, y, loss_fn, config.block, scale=1.0)
@@ -144,9 +148,10 @@ def train(
         minibatches = {w: Batch.empty(model, w, config.block) for w in widths}
         rng = np.random.default_rng(config.shuffle_seed)
     if validation is not None:
-        X_val = np.ascontiguousarray(validation[0], dtype=dtype)
-        y_val = np.asarray(validation[1])
-        val_positive = y_val == 1
+        X_val = np.asarray(validation[0], dtype=dtype)
+        n_val = X_val.shape[1]
+        no_columns = (X_val[:, :0], np.zeros((1, 0)))
+        only_val = model.batch(*no_columns, loss_fn, config.block, 1.0, (X_val, validation[1]))
     caller_errstate = np.geterr()
 
     def report(epoch: int) -> None:
@@ -154,11 +159,31 @@ def train(
             with np.errstate(**caller_errstate):
                 callback(epoch, model, history.head(epoch))
 
+    def due(epoch: int) -> bool:
+        return callback is not None and bool(callback_every) and epoch % callback_every == 0
+
+    def record_validation(epoch: int, batch: Batch) -> None:
+        history.val_loss[epoch - 1] = batch.val_total / n_val
+        history.val_accuracy[epoch - 1] = batch.val_correct / n_val
+
     report(0)
     theta = [model.theta]
     updated_in = 0  # the epoch of the latest optimizer step
     with np.errstate(over="ignore", invalid="ignore"):
         for epoch in range(1, config.epochs + 1):
+            if fused:
+                epoch_loss = model.batch_loss_and_gradient(full, loss_fn) / n
+                if epoch > 1:  # the model is still the one after epoch - 1's update
+                    record_validation(epoch - 1, full)
+                    if due(epoch - 1):
+                        _check_finite(model, updated_in)
+                        report(epoch - 1)
+                if not math.isfinite(epoch_loss):
+                    _diverged(model, epoch, updated_in)
+                history.train_loss[epoch - 1] = epoch_loss
+                optimizer.step(theta, [full.grad])
+                updated_in = epoch
+                continue
             if batch_size == n:
                 epoch_loss = model.batch_loss_and_gradient(full, loss_fn) / n
                 if not math.isfinite(epoch_loss):
@@ -181,13 +206,16 @@ def train(
                 epoch_loss = total / n
             history.train_loss[epoch - 1] = epoch_loss
             if validation is not None:
-                z_val = model.logits(X_val)
-                history.val_loss[epoch - 1] = loss_fn.total(z_val, y_val) / X_val.shape[1]
-                history.val_accuracy[epoch - 1] = np.mean((z_val >= 0) == val_positive)
-            last = epoch == config.epochs
-            if callback is not None and (last or (callback_every and epoch % callback_every == 0)):
+                model.batch_loss_and_gradient(only_val, loss_fn)
+                record_validation(epoch, only_val)
+            if epoch < config.epochs and due(epoch):
                 _check_finite(model, updated_in)
                 report(epoch)
+        if fused:
+            model.batch_loss_and_gradient(only_val, loss_fn)
+            record_validation(config.epochs, only_val)
         _check_finite(model, updated_in)
+        if callback is not None:
+            report(config.epochs)
     # A copy without the training buffers the model has cached.
     return TrainResult(model.copy(), history)
