@@ -11,12 +11,21 @@ duplicate keys, files over :data:`MAX_FILE_BYTES`, nesting deeper than
 finite and within its meaningful range.
 """
 
+import math
 import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from xornet.core.training import TrainConfig
 from xornet.errors import ParamsError
@@ -29,6 +38,8 @@ Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]
 MAX_FILE_BYTES = 1 << 20
 MAX_DEPTH = 32
 MAX_NODES = 100_000
+# Configurations a convergence study may have (the README's have a few dozen).
+MAX_CONFIGURATIONS = 10_000
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
@@ -211,6 +222,23 @@ class StudyParams(_Section):
     seeds: Annotated[int, Field(ge=1, le=100_000)]
     grid: dict[str, Annotated[list[Any], Field(min_length=1)]] | list[dict[str, Any]]
     plateau_tol: Annotated[float, Field(gt=0, lt=0.3)]
+
+    @field_validator("grid")
+    @classmethod
+    def _bounded(cls, grid: Any) -> Any:
+        size = grid_size(grid)
+        if size > MAX_CONFIGURATIONS:
+            raise ValueError(
+                f"expands to {size} configurations (allowed: at most {MAX_CONFIGURATIONS})"
+            )
+        return grid
+
+
+def grid_size(grid: Mapping[str, Sequence[Any]] | Sequence[Any]) -> int:
+    """Number of configurations ``study.grid`` expands to, without expanding it."""
+    if isinstance(grid, Mapping):
+        return math.prod(len(values) for values in grid.values())
+    return max(1, len(grid))
 
 
 class TrackingParams(_Section):

@@ -5,6 +5,7 @@ from typing import Any
 
 import numpy as np
 
+from xornet.config import footprint
 from xornet.config.schema import Params
 from xornet.core.data import Dataset
 from xornet.core.losses import LOSSES
@@ -43,6 +44,9 @@ def run_evaluate(
             f"{test_path} has {test_set.X.shape[0]} features but {model_path} expects "
             f"{model.arch.n_inputs}"
         )
+    footprint.check(
+        footprint.evaluate_estimate(params, test_set.n, test_set.X.shape[0], model.arch)
+    )
     metrics, predicted = evaluate(model, test_set, params.evaluate.threshold, params.train.loss)
     rows = zip(test_set.y.ravel().tolist(), predicted.ravel().tolist(), strict=True)
     logger.log_metrics({f"test_{k}": v for k, v in metrics.items()})

@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+from xornet.config import footprint
 from xornet.config.schema import Params
 from xornet.core.data import Dataset, generate
 from xornet.files.datasets import save_dataset
@@ -9,6 +10,7 @@ from xornet.files.datasets import save_dataset
 
 def run_generate(params: Params, train_out: Path, test_out: Path) -> tuple[Dataset, Dataset]:
     """Generate the dataset of ``params.data`` and write the train/test ``.npz`` files."""
+    footprint.check(footprint.generate_estimate(params))
     d = params.data
     train_set, test_set = generate(d.kind, d.n_samples, d.test_fraction, d.seed, d.noise, d.n_bits)
     save_dataset(train_out, train_set)

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
+from xornet.config import footprint
 from xornet.config.schema import Params
 from xornet.errors import InputMismatch
 from xornet.figures import plots
@@ -55,6 +56,7 @@ def run_plot(
     """Draw the run's figures from its files, without retraining: learning curves,
     decision boundary, confusion matrix and the training GIF (at most
     ``plot.animation_frames`` snapshots, evenly spread). Returns the written paths."""
+    footprint.check(footprint.plot_estimate(params))
     history = read_history(inputs.history)
     model = load_model(inputs.model)
     snapshots = load_snapshots(inputs.snapshots)

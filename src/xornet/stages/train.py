@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from xornet.config import footprint
 from xornet.config.schema import Params, train_config
 from xornet.core.diagnosis import Diagnosis, Probe, RunSettings, diagnose, probe, probe_every
 from xornet.core.losses import LOSSES
@@ -120,6 +121,7 @@ def run_train(
             f"{test_path} has {test_set.X.shape[0]} features but {train_path} has "
             f"{train_set.X.shape[0]}"
         )
+    footprint.check(footprint.train_estimate(params, train_set.n, test_set.n, train_set.X.shape[0]))
     model = initial_model(params, train_set.X.shape[0], init_from)
     epochs = params.train.epochs
     snapshots = SnapshotRecorder(params.train.snapshot_every, epochs)
