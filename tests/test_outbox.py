@@ -66,6 +66,13 @@ def test_a_finished_training_records_everything_the_courier_needs(tmp_path, para
     assert header["params"]["model.hidden"] == "[8]"
     assert not any(key.startswith(("evaluate.", "plot.")) for key in header["params"])
     assert header["tags"]["xornet.data.train.sha256"] == outbox.file_digests(data)["sha256"]
+    (lineage,) = header["inputs"]  # for mlflow.log_input: digest = the MD5 DVC records
+    assert lineage == {
+        "name": "train",
+        "path": data.as_posix(),
+        "md5": outbox.file_digests(data)["md5"],
+        "context": "training",
+    }
     assert header["tags"]["xornet.model.md5"] == outbox.file_digests(model_file)["md5"]
     assert header["metrics"] == {"final_train_loss": 0.1}
     assert header["start_ms"] <= header["end_ms"]
@@ -252,3 +259,28 @@ def test_a_failed_entry_is_shown_and_deleted_only_by_discard_with_its_id(
     done = xornet_track(tmp_path, "discard", wanted)
     assert done.returncode == 0 and done.stdout == f"discarded {wanted} (never delivered)\n"
     assert box.failed() == [] and box.pending() == [waiting]
+
+
+def test_run_names_say_what_differs_and_search_runs_are_tagged(
+    tmp_path, params, couriers, monkeypatch
+):
+    from xornet.config.schema import load_params
+
+    changed = load_params(
+        REPO_ROOT / "params.yaml", ("train.learning_rate=1.0", "model.hidden=[2]", "data.seed=3")
+    )
+    monkeypatch.setattr(
+        outbox,
+        "_git",
+        lambda *args: (REPO_ROOT / "params.yaml").read_text() if args[0] == "show" else None,
+    )
+    assert outbox.run_name(params) == "lr=0.5 hidden=[8] seed=0"
+    # data.seed and model.seed share a leaf: the changed one is named in full.
+    assert outbox.run_name(changed) == "lr=1.0 hidden=[2] seed=0 data.seed=3"
+    monkeypatch.setenv("DVC_EXP_NAME", "search-7-3")  # xornet-search: PREFIX-SEED-INDEX
+    with outbox.record_training_run(changed, tmp_path, []):
+        pass
+    _, header = entry_of(tmp_path)
+    assert header["run_name"] == "lr=1.0 hidden=[2] seed=0 data.seed=3"
+    assert header["tags"]["xornet.search"] == "search-7"
+    assert header["tags"]["dvc.exp_name"] == "search-7-3"
