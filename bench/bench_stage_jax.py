@@ -22,10 +22,13 @@ full-batch gradient descent with lr 0.5, float64. Sizes (issue 18):
   weights are xornet's ``init_params`` for the same params.
 
 Each process is timed from start to exit (imports, data loading, JIT
-compilation, training, writing). The two ways alternate in ``--rounds``
-rounds; the fastest run of each counts. The data are made once by
-``stages/generate.py``. The load average is printed before and after, and the
-final training losses of the two ways are compared (same network, same data).
+compilation, training, writing), with Python's bytecode cache on (as in a
+user's shell; ``PYTHONDONTWRITEBYTECODE`` would recompile xornet's modules in
+every process, while installed packages such as JAX keep their cached
+bytecode). The ways alternate in ``--rounds`` rounds; the fastest run of each
+counts. The data are made once by ``stages/generate.py``. The load average is
+printed before and after, and the final training losses of the stage and JAX
+are compared (same network, same data).
 """
 
 from __future__ import annotations
@@ -70,6 +73,8 @@ def overrides(n_samples: int, hidden: int, epochs: int) -> list[str]:
 def env(root: Path = ROOT) -> dict[str, str]:
     environ = dict(os.environ, XORNET_TRACKING="0", MLFLOW_DISABLE_TELEMETRY="true")
     environ["PYTHONPATH"] = str(root / "src") + os.pathsep + environ.get("PYTHONPATH", "")
+    # bytecode cached as in a user's shell (installed packages have theirs anyway)
+    environ.pop("PYTHONDONTWRITEBYTECODE", None)
     return environ
 
 
