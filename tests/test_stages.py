@@ -235,7 +235,7 @@ def test_sigterm_during_training_leaves_previous_outputs(finished):
             sys.executable,
             str(STAGES / "train.py"),
             "--set",
-            "train.epochs=100000000",
+            "train.epochs=1000000",
             "--set",
             "data.n_samples=200",
         ],

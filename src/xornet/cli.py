@@ -8,6 +8,7 @@ before running it, that line also names the `dvc checkout` that restores them.
 """
 
 import contextlib
+import ctypes
 import os
 import shlex
 import signal
@@ -71,11 +72,31 @@ def _on_sigterm(signum: int, frame: Any) -> None:
     raise Terminated()
 
 
+# The process that started this one, as early as we can tell (when the CLI is imported).
+_PARENT = os.getppid()
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def die_with_parent() -> None:
+    """Have the kernel send this process SIGTERM when its parent (DVC, a shell) exits, so
+    an orphaned stage stops as on SIGTERM instead of training on and writing outputs
+    nobody records. Linux only (elsewhere a no-op). The parent may have gone before we
+    asked: then we were re-parented already, and terminate now. (A parent gone before
+    this module was imported, in the stage's first second, is not noticed.) Processes
+    the stage starts do not inherit the setting: its tracking courier lives on."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    if os.getppid() != _PARENT:
+        raise Terminated()
+
+
 def run(command: click.Command) -> None:
     """Run a stage command, turning every known failure into one line and an exit code."""
     signal.signal(signal.SIGTERM, _on_sigterm)
     name = Path(sys.argv[0]).stem
     try:
+        die_with_parent()
         command.main(standalone_mode=False)
     except click.exceptions.Abort:
         _fail(name, "interrupted", 130)
@@ -85,6 +106,8 @@ def run(command: click.Command) -> None:
         _fail(name, str(exc), EXIT_BAD_INPUT)
     except DivergenceError as exc:
         _fail(name, f"{exc} (try a smaller train.learning_rate)", EXIT_FAILURE)
+    except MemoryError:  # the params' size estimate (xornet.config.footprint) fell short
+        _fail(name, "out of memory (try smaller sizes in the params)", EXIT_FAILURE)
     except Failure as exc:
         _fail(name, str(exc), EXIT_FAILURE)
     except OSError as exc:
