@@ -116,6 +116,15 @@ def test_runaway_sizes_are_refused_before_allocating(workdir, name, override, wo
     refused(workdir, name, *args, words=words)
 
 
+def test_a_million_sample_run_still_runs_under_the_limit(tmp_path):
+    shutil.copy(REPO_ROOT / "params.yaml", tmp_path / "params.yaml")
+    big = ("--set", "data.n_samples=1000000", "--set", "model.hidden=[16]")
+    for name, extra in (("generate", ()), ("train", ("--set", "train.epochs=2"))):
+        proc = stage(name, *big, *extra, cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr
+    assert "epochs=2" in proc.stdout
+
+
 # ------------------------------------------------------------------ hostile values
 def test_infinite_noise_writes_no_data(workdir):
     refused(
