@@ -1,7 +1,8 @@
 """MLflow tracking driven by the real tools: `dvc repro` and a queued sweep
 (`dvc exp run --queue` + `dvc queue start -j 2`) into the project-root store, the
-same (repro, then a queued sweep) against a real `mlflow server`, and the logged
-model served by `mlflow models serve --env-manager local` answering XOR over HTTP.
+same (repro, then a queued sweep) against a real `mlflow server`, and the registered
+champion served by `mlflow models serve -m models:/xornet@champion --env-manager local`
+answering XOR over HTTP.
 (tests/test_sweeps.py compares a queued grid in `dvc exp show` and MLflow.)"""
 
 import hashlib
@@ -117,10 +118,29 @@ def test_repro_on_a_fresh_clone_records_exactly_one_complete_run(reproduced, tmp
     c = client(store_uri(reproduced))
     (only,) = training_runs(c)
     check_complete_run(c, only, reproduced)
-    # Besides it, the study stage's parent run and its one configuration.
-    # (the parent and its children start at the same time: tell them apart by tag)
+    assert only.info.run_name == "lr=0.5 hidden=[8] seed=0"
+    # Dataset lineage: the data files, digest = their MD5 in dvc.lock, source = path.
+    inputs = {d.dataset.name: d for d in only.inputs.dataset_inputs}
+    assert set(inputs) == {"train", "test"}
+    for name, context in (("train", "training"), ("test", "test")):
+        dataset = inputs[name]
+        assert dataset.dataset.digest == lock_md5(reproduced, f"data/{name}.npz")
+        assert json.loads(dataset.dataset.source) == {"uri": f"data/{name}.npz"}
+        assert {t.key: t.value for t in dataset.tags}["mlflow.data.context"] == context
+    # The evaluated model is version 1 of the registered model, and the champion.
+    champion = c.get_model_version_by_alias("xornet", "champion")
+    assert champion.run_id == only.info.run_id and str(champion.version) == "1"
+    assert float(champion.tags["test_loss"]) == only.data.metrics["test_loss"]
+    # The UI opens both experiments on their runs table (custom model training).
+    for name in ("xornet", "xornet-study"):
+        experiment = c.get_experiment_by_name(name)
+        assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    # The study stage's parent run and its one configuration, in an experiment of
+    # their own. (They start at the same time: tell them apart by tag.)
     parent, child = sorted(study_runs(c), key=lambda r: r.data.tags["xornet.kind"])
     assert len(all_runs(c)) == 3
+    study = c.get_experiment_by_name("xornet-study").experiment_id
+    assert parent.info.experiment_id == child.info.experiment_id == study
     assert parent.data.tags["xornet.kind"] == "study"
     assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
     assert child.info.run_name == "base"
@@ -208,10 +228,8 @@ def invoke(port: int, body: dict) -> dict:
         return json.load(response)
 
 
-def test_served_model_answers_xor_over_http(reproduced, tmp_path):
-    c = client(store_uri(reproduced))
-    (only,) = training_runs(c)
-    model_uri = f"runs:/{only.info.run_id}/model"
+def test_served_champion_answers_xor_over_http(reproduced, tmp_path):
+    model_uri = "models:/xornet@champion"
     env = base_env(MLFLOW_TRACKING_URI=store_uri(reproduced))
     # `mlflow models predict` from a file, then `mlflow models serve` over HTTP.
     (tmp_path / "xor.json").write_text(json.dumps({"dataframe_split": XOR}))
@@ -260,7 +278,11 @@ def check_sweep(c, repo: Path, before: set[str]) -> list:
     runs = all_runs(c)
     new = [r for r in training_runs(c) if r.info.run_id not in before]
     assert len(new) == 3
-    assert {r.info.experiment_id for r in runs} == {
+    experiments = {r.info.experiment_id for r in runs}
+    assert experiments == {
+        c.get_experiment_by_name(name).experiment_id for name in ("xornet", "xornet-study")
+    }  # none under "Default"
+    assert {r.info.experiment_id for r in training_runs(c)} == {
         c.get_experiment_by_name("xornet").experiment_id
     }
     assert {r.data.tags.get("dvc.exp_name") for r in new} == names
@@ -272,6 +294,13 @@ def check_sweep(c, repo: Path, before: set[str]) -> list:
     assert {r.data.tags["dvc.exp_name"] for r in study} == names
     assert len(study) == 6  # a parent and one configuration per experiment
     assert not [r for r in runs if r.info.status != "FINISHED"]
+    # Every evaluated model is a version; the champion has the lowest test loss.
+    trained = training_runs(c)
+    versions = c.search_model_versions("name = 'xornet'")
+    assert sorted(v.run_id for v in versions) == sorted(r.info.run_id for r in trained)
+    lowest = min(r.data.metrics["test_loss"] for r in trained)
+    champion = c.get_model_version_by_alias("xornet", "champion")
+    assert float(champion.tags["test_loss"]) == lowest
     return new
 
 
