@@ -312,6 +312,9 @@ def fmt_mib(kib: float) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="small sizes only")
+    parser.add_argument(
+        "--sizes", nargs="+", metavar="N:HIDDEN", help="only these of the full sizes, e.g. 1000:2"
+    )
     parser.add_argument("--repeat", type=int, default=2, help="timed runs per worker")
     parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds of workers")
     parser.add_argument(
@@ -334,6 +337,8 @@ def main() -> None:
     ways = [w for w in WAYS if (w != "pytorch" or torch_info) and (w != "jax" or jax_info)]
     print(cpu_model() + ", ", end="")
     sizes = QUICK_SIZES if args.quick else FULL_SIZES
+    if args.sizes:
+        sizes = [size for size in FULL_SIZES if f"{size[0]}:{size[1]}" in args.sizes]
     print(f"python {platform.python_version()}, {os.cpu_count()} CPUs, ", end="")
     import numpy as np
 
