@@ -24,6 +24,13 @@ PATH = click.Path(dir_okay=False, path_type=Path)
 @click.option("--test-data", type=PATH, default="data/test.npz", show_default=True)
 @click.option("--predictions", type=PATH, default="metrics/predictions.csv", show_default=True)
 @click.option(
+    "--diagnosis",
+    type=PATH,
+    default="metrics/diagnosis.json",
+    show_default=True,
+    help="The train stage's diagnosis, marked on the learning curves.",
+)
+@click.option(
     "--learning-curves-out", type=PATH, default="plots/learning_curves.png", show_default=True
 )
 @click.option(
@@ -41,6 +48,7 @@ def main(
     train_data,
     test_data,
     predictions,
+    diagnosis,
     learning_curves_out,
     decision_boundary_out,
     confusion_out,
@@ -48,14 +56,14 @@ def main(
 ):
     """Draw the run's figures from its outputs, without retraining.
 
-    Reads HISTORY, MODEL, SNAPSHOTS, TRAIN-DATA, TEST-DATA, PREDICTIONS and
+    Reads HISTORY, MODEL, SNAPSHOTS, TRAIN-DATA, TEST-DATA, PREDICTIONS, DIAGNOSIS and
     params `plot`, `tracking` (plus `data`, `model`, `train` for the captions).
     Writes the learning-curve, decision-boundary and confusion-matrix PNGs and
     the training GIF, and attaches them to the MLflow run that trained MODEL.
     """
     params = cli.load(params_path, overrides, preset)
     inputs = plot.PlotInputs(
-        history_path, model_path, snapshots, train_data, test_data, predictions
+        history_path, model_path, snapshots, train_data, test_data, predictions, diagnosis
     )
     outputs = plot.PlotOutputs(
         learning_curves_out, decision_boundary_out, confusion_out, animation_out

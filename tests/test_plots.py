@@ -14,6 +14,7 @@ import pytest
 from PIL import Image
 
 from conftest import REPO_ROOT, base_env
+from xornet.config.presets import PRESETS
 from xornet.config.schema import load_params
 from xornet.core.data import Dataset
 from xornet.core.model import MLP, Architecture
@@ -21,7 +22,7 @@ from xornet.errors import DataFileError, InputMismatch, ModelFileError
 from xornet.files.atomic import npz_bytes
 from xornet.files.datasets import load_dataset
 from xornet.files.models import load_model, load_snapshots
-from xornet.files.tables import read_history, read_predictions
+from xornet.files.tables import read_diagnosis, read_history, read_predictions
 from xornet.stages.common import NullLogger
 from xornet.stages.evaluate import run_evaluate
 from xornet.stages.generate import run_generate
@@ -78,6 +79,7 @@ def make_run(folder: Path, *overrides: str):
         train_path,
         test_path,
         folder / "pred.csv",
+        folder / "diagnosis.json",
     )
     outputs = PlotOutputs(
         folder / "plots" / "learning_curves.png",
@@ -233,8 +235,9 @@ def test_one_snapshot_run(xor_run, tmp_path):
     one = tmp_path / "one.npz"
     one.write_bytes(npz_bytes(single))
     inputs_one = PlotInputs(
-        inputs.history, inputs.model, one, inputs.train_data, inputs.test_data, inputs.predictions
-    )
+        inputs.history, inputs.model, one, inputs.train_data, inputs.test_data,
+        inputs.predictions, inputs.diagnosis,
+    )  # fmt: skip
     run_plot(params, inputs_one, outputs, NullLogger())
     assert gif_frames(outputs.animation) == 1
 
@@ -267,8 +270,9 @@ def test_failed_render_writes_nothing(xor_run, tmp_path):
     architecture = other.to_arrays()["architecture"]
     bad.write_bytes(npz_bytes({"epoch": np.array([0]), **stacked, "architecture": architecture}))
     bad_inputs = PlotInputs(
-        inputs.history, inputs.model, bad, inputs.train_data, inputs.test_data, inputs.predictions
-    )
+        inputs.history, inputs.model, bad, inputs.train_data, inputs.test_data,
+        inputs.predictions, inputs.diagnosis,
+    )  # fmt: skip
     with pytest.raises(InputMismatch, match="bad.npz"):
         run_plot(params, bad_inputs, outputs, NullLogger())
     assert {p: p.read_bytes() for p in before} == before
@@ -479,6 +483,40 @@ def test_learning_curves_use_a_log_loss_axis_when_asked(xor_run, monkeypatch):
     plots.learning_curves_png(history, linear)
     assert [f.axes[0].get_yscale() for f in figures] == ["log", "linear"]
     assert [f.axes[0].get_title() for f in figures] == ["Loss", "Loss"]
+
+
+def test_learning_curves_show_the_diagnosis_and_shade_the_plateau_it_found(
+    xor_run, tmp_path, monkeypatch
+):
+    """The tutorial's run: its verdict under the title (red) and ln 2 ± the plateau
+    tolerance shaded; a converged run: its verdict in green and nothing shaded."""
+    figures = captured_figures(monkeypatch)
+    params, inputs, _ = make_run(tmp_path / "stuck", "train.epochs=300", *PRESETS["tutorial"])
+    stuck = read_diagnosis(inputs.diagnosis)
+    plots.learning_curves_png(read_history(inputs.history), params, stuck)
+    good_params, good_inputs, _ = xor_run
+    good = read_diagnosis(good_inputs.diagnosis)
+    plots.learning_curves_png(read_history(good_inputs.history), good_params, good)
+    (stuck_fig, good_fig) = figures
+    texts = [
+        [t.get_text() for t in fig.texts if t.get_text().startswith("Diagnosis")] for fig in figures
+    ]
+    assert texts[0][0].startswith("Diagnosis: plateau_ln2: stuck at loss")
+    assert texts[1][0].startswith("Diagnosis: converged: 100 % validation accuracy")
+    bands = [p for p in stuck_fig.axes[0].patches if p.get_label() == "plateau found"]
+    (band,) = bands
+    low, high = band.get_y(), band.get_y() + band.get_height()
+    tol = stuck["evidence"]["plateau_tol"]
+    assert (low, high) == pytest.approx((np.log(2) - tol, np.log(2) + tol))
+    assert not [p for p in good_fig.axes[0].patches if p.get_label() == "plateau found"]
+
+
+def test_a_bad_diagnosis_file_is_a_one_line_error(tmp_path):
+    path = tmp_path / "diagnosis.json"
+    for content in ("not json", '{"verdict": 1}', "[]"):
+        path.write_text(content)
+        with pytest.raises(DataFileError, match="diagnosis.json"):
+            read_diagnosis(path)
 
 
 def test_bit_count_view_handles_non_binary_inputs(xor_run):

@@ -219,6 +219,7 @@ class Diagnosis:
         """A JSON-ready dict (non-finite numbers become null)."""
         out = asdict(self)
         out["try"] = out.pop("try_overrides")
+        out["line"] = self.line()
         out["evidence"] = {
             key: None if isinstance(value, float) and not math.isfinite(value) else value
             for key, value in self.evidence.items()
@@ -399,6 +400,7 @@ def _plateau(
         where = f"{level:.3g} (the {'all' if name == 'ln2' else 'half'}-at-0.5 level)"
     because = "; ".join(unit_words[r] for r in reasons)
     evidence["plateau_level"] = level
+    evidence["plateau_tol"] = T["plateau_tol"] * level / plateau_levels(s.loss)["ln2"]
     return Diagnosis(
         f"plateau_{name}",
         f"stuck at loss {evidence['final_train_loss']:.4g} ≈ {where}"

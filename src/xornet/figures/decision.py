@@ -120,9 +120,8 @@ class PlaneView:
         look = dict(cmap=cmap, vmin=0, vmax=1, interpolation="bilinear", interpolation_stage="data")
         self.image = ax.imshow(np.zeros((2, 2)), extent=(lo, hi) * 2, origin="lower", **look)
         self.contour = LineCollection([], colors="black", linewidths=2.0, zorder=2)
-        self.unit_lines = LineCollection(
-            [], colors=UNIT_LINE_COLOR, linestyles="--", linewidths=1.0, alpha=0.85, zorder=2
-        )
+        dashed = dict(colors=UNIT_LINE_COLOR, linestyles="--", linewidths=1.0, alpha=0.85)
+        self.unit_lines = LineCollection([], zorder=2, **dashed)
         for lines in (self.contour, self.unit_lines):
             ax.add_collection(lines, autolim=False)
         self.labels: list = []
@@ -238,15 +237,8 @@ def decision_boundary_png(
     else:
         ax.set_title(f"{n}-bit inputs: P(y = 1) by number of 1-bits{after}", fontsize=11)
         text = f"{n} inputs do not fit a plane: each distinct sample is one point, spread sideways."
-    handles = view.legend_handles(model.arch.hidden)
-    fig.legend(
-        handles=handles,
-        loc="lower center",
-        bbox_to_anchor=(0.5, 0.085),
-        ncol=3,
-        fontsize=8,
-        frameon=False,
-    )
+    place = dict(loc="lower center", bbox_to_anchor=(0.5, 0.085), ncol=3, fontsize=8)
+    fig.legend(handles=view.legend_handles(model.arch.hidden), frameon=False, **place)
     fig.text(0.5, 0.062, text, ha="center", va="bottom", fontsize=7.5, color="0.2")
     style.add_caption(fig, style.caption(params))
     return style.png_bytes(fig)

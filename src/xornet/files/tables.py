@@ -1,6 +1,8 @@
-"""The pipeline's CSV tables: the per-epoch training history and the per-sample predictions."""
+"""The pipeline's tables: the per-epoch training history, the per-sample predictions, and
+the train stage's diagnosis (JSON)."""
 
 import csv
+import json
 from pathlib import Path
 from typing import Any
 
@@ -71,3 +73,22 @@ def read_predictions(path: Path) -> tuple[np.ndarray, np.ndarray]:
     if not np.all(np.isin(actual, (0, 1)) & np.isin(predicted, (0, 1))):
         raise DataFileError(f"{path}: actual and predicted must be 0/1 labels")
     return actual, predicted
+
+
+def read_diagnosis(path: Path) -> dict[str, Any]:
+    """The train stage's ``diagnosis.json``: at least ``verdict`` and ``line`` (strings)
+    and ``evidence`` (an object)."""
+    if not path.is_file():
+        raise DataFileError(f"{path}: file not found")
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise DataFileError(f"{path}: not a readable JSON file ({exc})") from None
+    if not (
+        isinstance(report, dict)
+        and isinstance(report.get("verdict"), str)
+        and isinstance(report.get("line"), str)
+        and isinstance(report.get("evidence"), dict)
+    ):
+        raise DataFileError(f"{path}: not a diagnosis (needs verdict, line and evidence)")
+    return report

@@ -12,7 +12,7 @@ from xornet.figures import plots
 from xornet.files import atomic
 from xornet.files.datasets import load_dataset
 from xornet.files.models import load_model, load_snapshots
-from xornet.files.tables import read_history, read_predictions
+from xornet.files.tables import read_diagnosis, read_history, read_predictions
 from xornet.stages.common import RunLogger, describe
 
 
@@ -45,6 +45,7 @@ class PlotInputs:
     train_data: Path
     test_data: Path
     predictions: Path
+    diagnosis: Path
 
 
 def run_plot(
@@ -58,6 +59,7 @@ def run_plot(
     ``plot.animation_frames`` snapshots, evenly spread). Returns the written paths."""
     footprint.check(footprint.plot_estimate(params))
     history = read_history(inputs.history)
+    diagnosis = read_diagnosis(inputs.diagnosis)
     model = load_model(inputs.model)
     snapshots = load_snapshots(inputs.snapshots)
     train_set, test_set = load_dataset(inputs.train_data), load_dataset(inputs.test_data)
@@ -76,7 +78,7 @@ def run_plot(
     frames = frame_indices(len(snapshots), params.plot.animation_frames)
     last_epoch = int(history.epoch[-1]) if len(history) else None
     figures = {
-        outputs.learning_curves: plots.learning_curves_png(history, params),
+        outputs.learning_curves: plots.learning_curves_png(history, params, diagnosis),
         outputs.decision_boundary: plots.decision_boundary_png(
             model, train_set, test_set, params, last_epoch
         ),
