@@ -79,7 +79,7 @@ STORE_FILE = "mlflow.db"
 ARTIFACTS_DIR = "mlruns"
 DATABASE_SCHEMES = {"postgresql", "mysql", "mssql", "databricks"}  # "+driver" allowed
 LOG_LIMIT = 1 << 20  # bytes of courier.log before it is rotated to courier.log.1
-PROBE_TIMEOUT = 5.0  # seconds for the server check before the stage computes anything
+PROBE_TIMEOUT = 5.0  # seconds for the server check, unless MLFLOW_HTTP_REQUEST_TIMEOUT is set
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]  # src/xornet
 CHECKOUT = PACKAGE_DIR.parents[1]
@@ -206,9 +206,11 @@ def probe_server(uri: str, experiment: str) -> str | None:
     path = "/api/2.0/mlflow/experiments/get-by-name"
     request = urllib.request.Request(f"{uri}{path}?{query}", headers=auth_headers())
     try:
-        with urllib.request.urlopen(
-            request, timeout=PROBE_TIMEOUT, context=_tls_context(uri)
-        ) as answer:
+        timeout = float(os.environ.get("MLFLOW_HTTP_REQUEST_TIMEOUT") or PROBE_TIMEOUT)
+    except ValueError:
+        timeout = PROBE_TIMEOUT
+    try:
+        with urllib.request.urlopen(request, timeout=timeout, context=_tls_context(uri)) as answer:
             status, kind, body = answer.status, answer.headers.get_content_type(), answer.read()
     except urllib.error.HTTPError as exc:
         status, kind = exc.code, exc.headers.get_content_type() if exc.headers else "?"

@@ -1,0 +1,107 @@
+"""A shared tracking server with authentication on (`mlflow server --app-name
+basic-auth`, bound to 127.0.0.1): the stages pass MLFLOW_TRACKING_USERNAME /
+MLFLOW_TRACKING_PASSWORD to it; a wrong password is a one-line exit-2 error before
+training, and the right one gets the run delivered."""
+
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+from test_tracking_dvc import free_port, start, stop
+
+from conftest import BIN_DIR, base_env, make_clone, run, wait_for_delivery
+
+pytestmark = pytest.mark.slow
+
+ADMIN_PASSWORD = "xornet-tests-Secret-1"  # the first start creates user admin with it
+
+
+def wait_up(url: str, proc, timeout: float = 300) -> None:
+    """Until the server answers at all (with auth on, its answer may be 401)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, f"the server exited {proc.returncode}"
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except urllib.error.HTTPError:
+            return
+        except OSError:
+            time.sleep(0.5)
+    pytest.fail(f"{url} did not answer within {timeout} s")
+
+
+def test_basic_auth_server_refuses_a_wrong_password_before_training(tmp_path, monkeypatch):
+    port = free_port()
+    uri = f"http://127.0.0.1:{port}"
+    server_dir = tmp_path / "server"
+    server_dir.mkdir()
+    command = [
+        str(BIN_DIR / "mlflow"),
+        "server",
+        "--app-name",
+        "basic-auth",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--backend-store-uri",
+        f"sqlite:///{server_dir / 'server.db'}",
+        "--artifacts-destination",
+        str(server_dir / "artifacts"),
+        "--workers",
+        "1",
+    ]
+    env = base_env(
+        MLFLOW_AUTH_ADMIN_PASSWORD=ADMIN_PASSWORD,
+        MLFLOW_FLASK_SERVER_SECRET_KEY="xornet-tests-csrf-key",  # required by basic-auth
+    )
+    server = start(command, server_dir, env, server_dir / "server.log")
+    try:
+        wait_up(f"{uri}/health", server)
+        repo = make_clone(tmp_path / "xornet")
+        run([sys.executable, "stages/generate.py"], repo)
+        for user, password in (("admin", "wrong"), ("nobody", ADMIN_PASSWORD), (None, None)):
+            # basic auth hashes the password on every request: slow on a loaded machine
+            credentials = {
+                "MLFLOW_TRACKING_URI": uri,
+                "XORNET_TRACKING": "1",
+                "MLFLOW_HTTP_REQUEST_TIMEOUT": "60",
+            }
+            if user:
+                credentials |= {
+                    "MLFLOW_TRACKING_USERNAME": user,
+                    "MLFLOW_TRACKING_PASSWORD": password,
+                }
+            proc = run(
+                [sys.executable, "stages/train.py"], repo, base_env(**credentials), check=False
+            )
+            assert proc.returncode == 2, proc.stderr
+            (line,) = proc.stderr.splitlines()
+            assert line.startswith("train: error: MLflow tracking server ")
+            assert "refused the credentials (HTTP 401)" in line
+            assert "MLFLOW_TRACKING_PASSWORD" in line and ADMIN_PASSWORD not in line
+            assert proc.stdout == "" and not (repo / "models" / "model.npz").exists()
+        good = base_env(
+            MLFLOW_TRACKING_URI=uri,
+            XORNET_TRACKING="1",
+            MLFLOW_TRACKING_USERNAME="admin",
+            MLFLOW_TRACKING_PASSWORD=ADMIN_PASSWORD,
+            MLFLOW_HTTP_REQUEST_TIMEOUT="60",
+        )
+        run([sys.executable, "stages/train.py", "--set=train.epochs=100"], repo, good)
+        wait_for_delivery(repo)  # the courier got the credentials from the stage
+        from mlflow import MlflowClient
+
+        monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "admin")
+        monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", ADMIN_PASSWORD)
+        c = MlflowClient(uri)
+        (only,) = c.search_runs([c.get_experiment_by_name("xornet").experiment_id])
+        assert only.info.status == "FINISHED"
+        assert only.data.params["train.epochs"] == "100"
+    finally:
+        stop(server)
+    assert Path(server_dir / "basic_auth.db").exists()  # the users live beside the server
