@@ -26,11 +26,11 @@ Three layout choices make this fast without changing the arithmetic:
    the network, see :func:`auto_block`), with buffers that are allocated once
    and stay in cache. Each block's gradient goes to a row of its own and the
    rows are summed in block order, so the result depends only on the inputs
-   and ``block``. With several blocks, threads share them (NumPy releases the
-   GIL in its loops and OpenBLAS is pinned to one thread of its own): block k
-   still lands in row k, so the bytes do not depend on the thread count.
-   (With one block - up to 32 768 columns at 2 hidden units - there is
-   nothing to share: NumPy's calls are then too short to outrun GIL hand-offs.)
+   and ``block``. With several blocks, ``THREADS`` threads can share them
+   (NumPy releases the GIL in its loops and OpenBLAS is pinned to one thread
+   of its own): block k still lands in row k, so the bytes do not depend on
+   the thread count. On the 2-vCPU machine two threads did not pay (see
+   ``THREADS``), so one is the default.
 4. Validation columns can ride along (``MLP.batch(..., validation=...)``):
    they sit after the training columns in the same blocks, so one forward
    pass gives the training loss before this epoch's update and the
@@ -45,7 +45,6 @@ faster than its log1p).
 
 import json
 import math
-import os
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -73,8 +72,11 @@ MIN_BLOCK = 256
 # ``block=DEFAULT_BLOCK`` (0) means: columns per block from :func:`auto_block`.
 DEFAULT_BLOCK = 0
 
-# Threads that share a batch's blocks (results do not depend on it): the cores.
-THREADS = min(8, os.cpu_count() or 1)
+# Threads that share a batch's blocks (results do not depend on it). One: on the
+# 2-vCPU machine two threads were measured no faster at (100 000, 16) (34.3 vs
+# 32.6 ms per epoch, load 3-9; issue 18) and hold a second workspace (+3.4 MiB).
+# A machine with idle cores may set more (tests run 1, 2 and 3).
+THREADS = 1
 _pool: ThreadPoolExecutor | None = None
 
 
