@@ -13,12 +13,13 @@ the ratio.
 """
 
 import argparse
+import importlib.metadata
 import math
 import platform
 import time
 
-import numpy as np
-
+# xornet is imported before NumPy (no `import numpy` here), so its package pins NumPy's
+# kernels and threads as it does in the stages (xornet.core.determinism).
 from xornet.core import diagnosis
 from xornet.core.data import generate
 from xornet.core.losses import LOSSES
@@ -63,7 +64,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="the two small sizes only")
     args = parser.parse_args()
-    print(f"{platform.processor() or platform.machine()}, numpy {np.__version__}")
+    numpy = importlib.metadata.version("numpy")
+    machine = platform.processor() or platform.machine()
+    print(f"{machine}, numpy {numpy}, kernels pinned as in the stages")
     print("| n | hidden | epochs | without probes | with probes + diagnosis | ratio |")
     print("|--:|--:|--:|--:|--:|--:|")
     for n, hidden, epochs in SIZES[:2] if args.quick else SIZES:

@@ -195,9 +195,7 @@ def _most_correlated(A: Array) -> tuple[float, tuple[int, int]]:
     constant = norms <= 1e-12 * max(1.0, float(np.max(np.abs(A))))
     safe = np.where(constant, 1.0, norms)
     unit = centred / safe[:, None]
-    # einsum rather than @: a (units, n) x (n, units) product above 2^18 multiply-adds
-    # wakes OpenBLAS's threads, whose spinning then slows the training that follows.
-    corr = np.abs(np.einsum("in,jn->ij", unit, unit))
+    corr = np.abs(unit @ unit.T)  # OpenBLAS runs on one thread (core.determinism)
     corr[np.ix_(constant, constant)] = 1.0
     np.fill_diagonal(corr, 0.0)
     i, j = np.unravel_index(int(np.argmax(corr)), corr.shape)
