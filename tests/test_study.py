@@ -202,13 +202,15 @@ def test_study_run_records_parent_and_children_only_when_tracking_is_on(monkeypa
     outbox.record_study with the run records."""
     import types
 
-    import xornet
+    import xornet.tracking
     from xornet import cli
 
     calls = []
     fake = types.SimpleNamespace(record_study=lambda *args: calls.append(args))
+    # `from xornet.tracking import outbox` reads the package's attribute once the real
+    # module has been imported (by an earlier test), so replace both.
     monkeypatch.setitem(sys.modules, "xornet.tracking.outbox", fake)
-    monkeypatch.setattr(xornet, "outbox", fake, raising=False)
+    monkeypatch.setattr(xornet.tracking, "outbox", fake, raising=False)
     params = small("study.grid={model.hidden: [[2], [4]]}", "train.epochs=20")
     results = study.train_grid(params)
     root, files = Path("/project"), [Path("study/summary.csv")]

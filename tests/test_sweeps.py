@@ -54,16 +54,19 @@ def test_queued_grid_agrees_in_dvc_exp_show_and_mlflow(tmp_path: Path):
 
     c = MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
     experiment = c.get_experiment_by_name("xornet")
+    study_experiment = c.get_experiment_by_name("xornet-study")  # the study's own
     everything = c.search_runs([e.experiment_id for e in c.search_experiments()])
-    assert {r.info.experiment_id for r in everything} == {experiment.experiment_id}
     assert {r.info.status for r in everything} == {"FINISHED"}
 
     training = [r for r in everything if r.data.tags["xornet.stage"] == "train"]
+    assert {r.info.experiment_id for r in training} == {experiment.experiment_id}
     by_name = {r.data.tags["dvc.exp_name"]: r for r in training}
     assert len(training) == 4 and set(by_name) == set(rows)
     for name, row in rows.items():
         mlflow_run = by_name[name]
-        assert mlflow_run.info.run_name == name
+        lr, hidden = row["params"]["train"]["learning_rate"], row["params"]["model"]["hidden"]
+        # named for what sets it apart from the committed params.yaml
+        assert mlflow_run.info.run_name == f"lr={lr} hidden={param_value(hidden)} seed=0"
         logged = mlflow_run.data.params
         for section in (*TRAINING_SECTIONS, "evaluate"):
             for key, value in row["params"][section].items():
@@ -80,6 +83,11 @@ def test_queued_grid_agrees_in_dvc_exp_show_and_mlflow(tmp_path: Path):
     # The study stage runs in every experiment too: a parent run and its one
     # configuration ("base"), whose metrics are the experiment's study/summary.json.
     study = [r for r in everything if r.data.tags["xornet.stage"] == "study"]
+    assert {r.info.experiment_id for r in study} == {study_experiment.experiment_id}
+    assert {r.info.experiment_id for r in everything} == {
+        experiment.experiment_id,
+        study_experiment.experiment_id,
+    }
     parents = {
         r.data.tags["dvc.exp_name"]: r for r in study if r.data.tags["xornet.kind"] == "study"
     }
@@ -94,6 +102,7 @@ def test_queued_grid_agrees_in_dvc_exp_show_and_mlflow(tmp_path: Path):
                 assert child.data.params[f"{section}.{key}"] == param_value(value)
         summary = row["metrics"]["study/summary.json"]["base"]
         for key, value in summary.items():
-            if value is not None and key != "epochs":
+            if isinstance(value, int | float) and key != "epochs":
                 assert close(child.data.metrics[key], value), (name, key)
+        assert child.data.tags["xornet.diagnosis"] == summary["verdict"]
         assert close(parent.data.metrics["best_success_rate"], summary["success_rate"])
