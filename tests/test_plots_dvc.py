@@ -127,3 +127,27 @@ def test_offline_page_renders_charts_in_a_browser(repo):
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.count('class="marks"') == 3
+
+
+@pytest.mark.skipif(BROWSER is None, reason="no headless Chromium to open the GIF")
+def test_the_training_gif_opens_in_a_browser(repo):
+    """Chromium decodes the plot stage's GIF: the page writes the image's natural size,
+    which stays 0 x 0 for an image the browser cannot decode."""
+    page = repo / "gif_page.html"
+    gif = (repo / "plots" / "training.gif").as_uri()
+    page.write_text(
+        f'<img id="g" src="{gif}" onload="document.title=this.naturalWidth+\'x\'+'
+        f'this.naturalHeight" onerror="document.title=\'error\'"><p>x</p>',
+        encoding="utf-8",
+    )
+    proc = subprocess.run(
+        [BROWSER, "--headless", "--no-sandbox", "--disable-gpu", "--allow-file-access-from-files",
+         "--virtual-time-budget=5000", "--dump-dom", page.as_uri()],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    from PIL import Image
+
+    with Image.open(repo / "plots" / "training.gif") as image:
+        expected = f"{image.width}x{image.height}"
+    assert f"<title>{expected}</title>" in proc.stdout, proc.stdout[:500]
