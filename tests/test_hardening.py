@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from test_stages import digest
 
 from conftest import (
     REPO_ROOT,
@@ -46,14 +47,6 @@ def stage(name: str, *args: str, cwd: Path, limit: bool = True) -> subprocess.Co
         text=True,
         timeout=120,
     )
-
-
-def digest(folder: Path) -> dict[str, str]:
-    return {
-        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(folder.rglob("*"))
-        if p.is_file()
-    }
 
 
 @pytest.fixture(scope="module")
