@@ -226,6 +226,50 @@ def test_stage_dies_with_its_shell(workdir):
     assert digest(workdir) == before
 
 
+LAUNCHER = """
+import subprocess, sys
+subprocess.run([sys.argv[1], "-c", sys.argv[2]])
+"""
+
+
+@pytest.mark.parametrize("shell", ["/bin/sh", "/bin/bash"])
+def test_stage_dies_with_the_process_its_shell_wrapper_runs_for(workdir, shell):
+    """What DVC does: `$SHELL -c "python stages/train.py"`. dash keeps itself as the
+    stage's parent, so killing the launcher orphans the shell, not the stage: the stage
+    must notice its guardian's exit all the same."""
+    before = digest(workdir)
+    err = workdir.parent / "stage.err"
+    command = f"{sys.executable} {STAGES / 'train.py'} {' '.join(LONG)} 2>{err}"
+    launcher = subprocess.Popen(
+        [sys.executable, "-c", LAUNCHER, shell, command], cwd=workdir, env=base_env()
+    )
+    try:
+        wait_until(lambda: stage_pids(workdir, running=True), 60, "the stage to start")
+        os.kill(launcher.pid, signal.SIGKILL)
+        launcher.wait()
+        wait_until(lambda: not stage_pids(workdir), 10, "the stage to stop")
+    finally:
+        end_processes_in(workdir, wait=2)
+    assert err.read_text().strip().endswith("terminated"), err.read_text()
+    assert digest(workdir) == before
+
+
+def test_stage_under_a_shell_wrapper_lives_while_its_guardian_does(workdir):
+    model = workdir / "models" / "model.npz"
+    before = model.read_bytes()
+    command = f"{sys.executable} {STAGES / 'train.py'} --set train.epochs=70"
+    proc = subprocess.run(
+        [sys.executable, "-c", LAUNCHER, "/bin/sh", command],
+        cwd=workdir,
+        env=base_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr  # not 143: no guardian went away
+    assert model.read_bytes() != before
+
+
 @pytest.mark.slow
 def test_dvc_repro_terminated_leaves_no_stage_and_no_unrecorded_outputs(clone, tmp_path):
     set_params(clone, train={"epochs": 50})
@@ -234,7 +278,8 @@ def test_dvc_repro_terminated_leaves_no_stage_and_no_unrecorded_outputs(clone, t
     lock = yaml.safe_load((clone / "dvc.lock").read_text())
     recorded = {o["path"]: o["md5"] for o in lock["stages"]["train"]["outs"]}
     set_params(clone, train={"epochs": 1_000_000})
-    env = base_env(XORNET_TRACKING="1")
+    # /bin/sh: on Debian dash, which stays the stage's parent (bash would exec it).
+    env = base_env(XORNET_TRACKING="1", SHELL="/bin/sh")
     log = tmp_path / "repro.log"
     with open(log, "w") as out:
         dvc = subprocess.Popen(

@@ -8,7 +8,6 @@ before running it, that line also names the `dvc checkout` that restores them.
 """
 
 import contextlib
-import ctypes
 import os
 import shlex
 import signal
@@ -22,6 +21,7 @@ import click
 from xornet.config.presets import PRESETS
 from xornet.config.schema import Params, load_params
 from xornet.errors import BadInput, DivergenceError, Failure, Terminated
+from xornet.lifeline import die_with_guardians
 from xornet.stages.common import NullLogger, RunLogger
 
 if TYPE_CHECKING:  # the study module is only needed by the study stage
@@ -72,31 +72,12 @@ def _on_sigterm(signum: int, frame: Any) -> None:
     raise Terminated()
 
 
-# The process that started this one, as early as we can tell (when the CLI is imported).
-_PARENT = os.getppid()
-PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
-
-
-def die_with_parent() -> None:
-    """Have the kernel send this process SIGTERM when its parent (DVC, a shell) exits, so
-    an orphaned stage stops as on SIGTERM instead of training on and writing outputs
-    nobody records. Linux only (elsewhere a no-op). The parent may have gone before we
-    asked: then we were re-parented already, and terminate now. (A parent gone before
-    this module was imported, in the stage's first second, is not noticed.) Processes
-    the stage starts do not inherit the setting: its tracking courier lives on."""
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-    if os.getppid() != _PARENT:
-        raise Terminated()
-
-
 def run(command: click.Command) -> None:
     """Run a stage command, turning every known failure into one line and an exit code."""
     signal.signal(signal.SIGTERM, _on_sigterm)
     name = Path(sys.argv[0]).stem
     try:
-        die_with_parent()
+        die_with_guardians()
         command.main(standalone_mode=False)
     except click.exceptions.Abort:
         _fail(name, "interrupted", 130)
