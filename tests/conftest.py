@@ -3,6 +3,9 @@
 import contextlib
 import json
 import os
+import pty
+import re
+import select
 import shutil
 import signal
 import subprocess
@@ -266,3 +269,56 @@ def queue_workers(repo: Path, env: dict[str, str], jobs: int) -> Iterator[None]:
         left = end_processes_in(repo)
         # Reported only when the body passed: never hide the failure that got us here.
         assert not (finished and left), f"still running after SIGKILL: {left}"
+
+
+class TerminalStage:
+    """A stage command whose stderr is a terminal, so it draws its progress bar: a test
+    can wait until training is under way (the bar past 0 %) instead of sleeping."""
+
+    PERCENT = re.compile(rb"\b([1-9][0-9]?|100)%")
+
+    def __init__(self, args: list[str], cwd: Path, env: dict[str, str]):
+        master, slave = pty.openpty()
+        self.proc = subprocess.Popen(
+            args,
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=slave,
+        )
+        os.close(slave)
+        self._master = master
+        self.output = b""
+
+    def _read(self, timeout: float) -> bool:
+        """Read what is there within ``timeout`` s; False once the terminal has closed."""
+        ready, _, _ = select.select([self._master], [], [], timeout)
+        if not ready:
+            return True
+        try:
+            chunk = os.read(self._master, 65536)
+        except OSError:  # EIO: the stage and everything it started closed the terminal
+            chunk = b""
+        self.output += chunk
+        return bool(chunk)
+
+    def wait_for_training(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while not self.PERCENT.search(self.output):
+            assert self.proc.poll() is None, self.output.decode(errors="replace")
+            assert time.monotonic() < deadline, f"no progress in {timeout} s: {self.output!r}"
+            self._read(0.2)
+
+    def finish(self, timeout: float = 60) -> str:
+        """Wait for the stage to exit; its stderr as text, the last line last."""
+        try:
+            self.proc.wait(timeout=timeout)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait()
+        while self._read(0.5):
+            pass
+        os.close(self._master)
+        return self.output.decode(errors="replace").replace("\r", "\n")

@@ -6,14 +6,13 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
 
-from conftest import OUTPUTS, REPO_ROOT, base_env
+from conftest import OUTPUTS, REPO_ROOT, TerminalStage, base_env
 
 STAGES = REPO_ROOT / "stages"
 SMALL = ("--set", "train.epochs=60", "--set", "data.n_samples=200")
@@ -231,26 +230,14 @@ def test_divergence_is_one_line_and_writes_nothing(finished):
 
 def test_sigterm_during_training_leaves_previous_outputs(finished):
     before = digest(finished)
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            str(STAGES / "train.py"),
-            "--set",
-            "train.epochs=1000000",
-            "--set",
-            "data.n_samples=200",
-        ],
-        cwd=finished,
-        env=base_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    time.sleep(3)
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 143
-    assert "terminated" in err and "Traceback" not in err
+    args = ["--set", "train.epochs=1000000", "--set", "data.n_samples=200"]
+    stage = TerminalStage([sys.executable, str(STAGES / "train.py"), *args], finished, base_env())
+    stage.wait_for_training()
+    stage.proc.send_signal(signal.SIGTERM)
+    err = stage.finish()
+    assert stage.proc.returncode == 143
+    assert err.strip().splitlines()[-1] == "train: error: terminated"
+    assert "Traceback" not in err
     assert digest(finished) == before
     assert not [p for p in finished.rglob("*.tmp")]
 

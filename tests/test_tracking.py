@@ -17,7 +17,14 @@ from pathlib import Path
 
 import pytest
 
-from conftest import base_env, courier_processes, make_clone, run, wait_for_delivery
+from conftest import (
+    TerminalStage,
+    base_env,
+    courier_processes,
+    make_clone,
+    run,
+    wait_for_delivery,
+)
 from xornet.errors import BadInput
 from xornet.tracking.outbox import Outbox, entry_id, resolve_store
 
@@ -268,27 +275,14 @@ def test_exceptions_mark_the_run_failed_and_leave_outputs(repo):
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_interrupts_mark_the_run_killed_and_leave_outputs(repo, sig, code):
     before = snapshot(repo)
-    proc = subprocess.Popen(
-        [sys.executable, "stages/train.py", "--set=train.epochs=2000000"],
-        cwd=repo,
-        env=tracked_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    stage = TerminalStage(
+        [sys.executable, "stages/train.py", "--set=train.epochs=2000000"], repo, tracked_env()
     )
-    try:
-        deadline = time.monotonic() + 60
-        while not any(Outbox(repo).staging.glob("*")):  # the stage is recording its run
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline, "the stage never started recording"
-            time.sleep(0.2)
-        time.sleep(1.5)  # well inside the training loop
-        proc.send_signal(sig)
-        _, stderr = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    stage.wait_for_training()  # the progress bar past 0 %: epochs are in the history
+    assert any(Outbox(repo).staging.glob("*")), "the stage is not recording its run"
+    stage.proc.send_signal(sig)
+    stderr = stage.finish()
+    proc = stage.proc
     assert proc.returncode == code, stderr
     (killed,) = runs_of(repo)
     assert killed.info.status == "KILLED"
