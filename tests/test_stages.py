@@ -43,13 +43,23 @@ def workdir(tmp_path: Path) -> Path:
     return tmp_path
 
 
-@pytest.fixture
-def finished(workdir: Path) -> Path:
-    """A work dir in which generate, train and evaluate have run once (small settings)."""
+@pytest.fixture(scope="module")
+def finished_once(tmp_path_factory) -> Path:
+    """generate, train and evaluate run once for the module (small settings)."""
+    folder = tmp_path_factory.mktemp("finished")
+    shutil.copy(REPO_ROOT / "params.yaml", folder / "params.yaml")
     for name in ("generate", "train", "evaluate"):
-        proc = stage(name, *SMALL, cwd=workdir)
+        proc = stage(name, *SMALL, cwd=folder)
         assert proc.returncode == 0, proc.stderr
-    return workdir
+    return folder
+
+
+@pytest.fixture
+def finished(finished_once: Path, tmp_path: Path) -> Path:
+    """A work dir of its own in which generate, train and evaluate have run."""
+    folder = tmp_path / "finished"
+    shutil.copytree(finished_once, folder)
+    return folder
 
 
 def assert_one_line_error(proc: subprocess.CompletedProcess[str], *words: str) -> None:
