@@ -322,3 +322,11 @@ class TerminalStage:
             pass
         os.close(self._master)
         return self.output.decode(errors="replace").replace("\r", "\n")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Modules with slow tests (real dvc queues, servers) first, each module's tests
+    kept together and in order: with two workers the long ones start early instead of
+    leaving one worker alone with them at the end."""
+    slow_modules = {item.module for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.module not in slow_modules)
