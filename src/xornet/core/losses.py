@@ -55,19 +55,20 @@ class Loss:
     evaluate: Callable[[Array, Array, Array, Array], float]
 
 
-def _encoder(c: float) -> Callable[[Array, float, type], Array]:
-    def encode(y: Array, scale: float, dtype: type = np.float64) -> Array:
-        """``[s, c * s * scale]`` with s = 1 - 2y, shape (2, n) for y of shape (1, n) or (n,)."""
-        y = np.asarray(y).reshape(1, -1)
-        if not np.all((y == 0) | (y == 1)):
-            raise ValueError("targets must be 0 or 1")
-        s = (1.0 - 2.0 * y).astype(dtype)
-        return np.concatenate([s, s * (c * scale)])
-
-    return encode
+def _encode_targets(c: float, y: Array, scale: float, dtype: type) -> Array:
+    """``[s, c * s * scale]`` with s = 1 - 2y, shape (2, n) for y of shape (1, n) or (n,)."""
+    y = np.asarray(y).reshape(1, -1)
+    if not np.all((y == 0) | (y == 1)):
+        raise ValueError("targets must be 0 or 1")
+    s = (1.0 - 2.0 * y).astype(dtype)
+    return np.concatenate([s, s * (c * scale)])
 
 
 # ------------------------------------------------------------------------ BCE
+def _bce_encode(y: Array, scale: float, dtype: type = np.float64) -> Array:
+    return _encode_targets(1.0, y, scale, dtype)
+
+
 def _bce_total(z: Array, y: Array) -> float:
     # -[y log p + (1-y) log(1-p)] = softplus(z) - y z with p = sigmoid(z), written
     # as log(1 + e^-|z|) + (max(z, 0) - y z): e^-|z| never overflows, and for
@@ -104,6 +105,10 @@ def _bce_evaluate(z: Array, t: Array, out: Array, work: Array) -> float:
 
 
 # ------------------------------------------------------------------------ MSE
+def _mse_encode(y: Array, scale: float, dtype: type = np.float64) -> Array:
+    return _encode_targets(2.0, y, scale, dtype)
+
+
 def _mse_total(z: Array, y: Array) -> float:
     residual = sigmoid(z)
     residual -= y
@@ -131,6 +136,6 @@ def _mse_evaluate(z: Array, t: Array, out: Array, work: Array) -> float:
 
 
 LOSSES: dict[str, Loss] = {
-    "bce": Loss("bce", _bce_total, _bce_delta, _encoder(1.0), _bce_evaluate),
-    "mse": Loss("mse", _mse_total, _mse_delta, _encoder(2.0), _mse_evaluate),
+    "bce": Loss("bce", _bce_total, _bce_delta, _bce_encode, _bce_evaluate),
+    "mse": Loss("mse", _mse_total, _mse_delta, _mse_encode, _mse_evaluate),
 }
