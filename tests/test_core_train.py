@@ -246,14 +246,16 @@ def split_xor(n_train: int, n_val: int, seed: int = 0):
         ("tanh", "mse", (5, 3), 300, 75, 0),
         ("relu", "bce", (8,), 1_000, 2_500, 512),  # validation spills into blocks of its own
         ("sigmoid", "bce", (16,), 5_000, 1_250, 1024),  # threads share the blocks
+        ("tanh", "bce", (4,), 50, 20, 0),  # block widths 50 and 70 round W @ A apart
     ],
 )
-def test_validation_columns_leave_training_bit_identical(
+def test_validation_columns_leave_training_unchanged(
     activation, loss, hidden, n_train, n_val, block
 ):
     """The validation columns ride along in the training pass: weights and training
-    losses are the bytes of a run without validation, and every epoch's validation
-    loss and accuracy are those of the model after that epoch's update."""
+    losses are those of a run without validation (to rounding: a product's width
+    changes how OpenBLAS rounds it, see xornet.core.model), and every epoch's
+    validation loss and accuracy are those of the model after that epoch's update."""
     (X, y), (Xv, yv) = split_xor(n_train, n_val)
     config = TrainConfig(loss=loss, learning_rate=0.3, epochs=6, block=block)
     model = make_model(activation, hidden=hidden, seed=4, scale=1.5)
@@ -265,8 +267,9 @@ def test_validation_columns_leave_training_bit_identical(
     fused = train(model, X, y, config, validation=(Xv, yv), callback=callback, callback_every=1)
     plain = train(model, X, y, config)
     for name, value in plain.model.params.items():
-        assert np.array_equal(fused.model.params[name], value), name
-    assert np.array_equal(fused.history.train_loss, plain.history.train_loss)
+        tolerance = 1e-13 * np.max(np.abs(value))
+        np.testing.assert_allclose(fused.model.params[name], value, rtol=0, atol=tolerance)
+    np.testing.assert_allclose(fused.history.train_loss, plain.history.train_loss, rtol=1e-14)
     assert sorted(seen) == list(range(7))
     for epoch in range(1, 7):
         after = seen[epoch]

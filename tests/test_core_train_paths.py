@@ -111,8 +111,9 @@ def schedule(config, every=None, validation=None, n=50):
         assert not np.any(np.isnan(history.train_loss))
         if validation is not None:
             assert not np.any(np.isnan(history.val_loss))  # measured for every epoch so far
-        # The model handed over is the one after `epoch` epochs.
-        alone = train(model, X, y, TrainConfig(**{**config.__dict__, "epochs": epoch}))
+        # The model handed over is the one after `epoch` epochs of this very run
+        # (validation columns change the products' rounding, so they come along).
+        alone = train(model, X, y, TrainConfig(**{**config.__dict__, "epochs": epoch}), validation)
         assert np.array_equal(at.theta, alone.model.theta)
 
     kwargs = {} if every is None else {"callback_every": every}
@@ -128,6 +129,20 @@ def test_the_callback_schedule_with_validation_riding_along():
     X_val, y_val = make_case(20, seed=9)[1:]
     seen = schedule(TrainConfig(epochs=7), every=2, validation=(X_val, y_val))
     assert seen == [0, 2, 4, 6, 7]
+
+
+def test_the_fused_validation_path_reports_the_epoch_it_measured():
+    # validation rides along one epoch late: epoch e's report happens in epoch e + 1
+    X_val, y_val = make_case(20, seed=9)[1:]
+    seen = schedule(TrainConfig(epochs=8), every=3, validation=(X_val, y_val))
+    assert seen == [0, 3, 6, 8]
+
+
+def test_no_epochs_with_validation_returns_the_initial_model_and_an_empty_history():
+    model, X, y = make_case()
+    result = train(model, X, y, TrainConfig(epochs=0), validation=make_case(20, seed=9)[1:])
+    assert np.array_equal(result.model.theta, model.theta)
+    assert len(result.history) == 0 and not result.history.has_validation
 
 
 def test_the_last_epoch_is_reported_once_when_it_is_also_due():
@@ -159,6 +174,13 @@ def test_an_overflowing_loss_is_blamed_on_its_epoch_on_every_path():
 def test_weights_broken_by_the_last_update_are_caught_at_the_end(batch_size, with_validation):
     val = make_case(20, seed=9)[1:] if with_validation else None
     config = TrainConfig(learning_rate=math.inf, epochs=1, batch_size=batch_size)
+    assert divergence(config, validation=val) == (1, "parameter W1")
+
+
+def test_weights_broken_mid_run_are_blamed_on_the_update_that_broke_them():
+    val = make_case(20, seed=9)[1:]
+    config = TrainConfig(learning_rate=math.inf, epochs=5)
+    assert divergence(config) == (1, "parameter W1")
     assert divergence(config, validation=val) == (1, "parameter W1")
 
 

@@ -138,7 +138,7 @@ def train(
     # Full batch with validation: the validation columns ride along in the training
     # pass (see xornet.core.model), which measures them before this epoch's update,
     # i.e. after the previous one; the last epoch's are measured on their own.
-    fused = batch_size == n and validation is not None
+    fused = batch_size == n and validation is not None and config.epochs > 0
     if batch_size == n:
         full = model.batch(X, y, loss_fn, config.block, validation=validation if fused else None)
     else:
