@@ -239,11 +239,12 @@ def queue_workers(repo: Path, env: dict[str, str], jobs: int) -> Iterator[None]:
       with pipes there (as :func:`run` captures), the start blocks until they exit
       of their own accord, 10 s after the queue runs dry. So its output goes to a
       file and the caller waits (:func:`wait_for_queue`).
-    - `dvc queue stop --kill` kills the `dvc exp exec-run` of each running task but
-      not the stage command it runs (orphaned, it trains on), and an idle worker may
-      still take the next queued task. So on failure the queued tasks are removed
-      first, and afterwards every process working in ``repo`` (workers, their
-      stage commands in `.dvc/tmp/exps/*`) is ended by id.
+    - `dvc queue stop --kill` kills the `dvc exp exec-run` of each running task, not
+      the stage command it runs (the stage stops on its own when its guardian goes:
+      tests/test_hardening.py), and an idle worker may still take the next queued
+      task. So on failure the queued tasks are removed first, and afterwards every
+      process working in ``repo`` (workers, their stage commands in
+      `.dvc/tmp/exps/*`) is ended by id.
     """
     log = repo / ".dvc" / "tmp" / "queue-start.log"
     log.parent.mkdir(parents=True, exist_ok=True)

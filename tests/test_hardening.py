@@ -316,3 +316,53 @@ def test_dvc_repro_terminated_leaves_no_stage_and_no_unrecorded_outputs(clone, t
     statuses = [r.info.status for r in c.search_runs(ids)]
     assert "FINISHED" not in statuses, (statuses, log.read_text())
     assert "KILLED" in statuses, (statuses, log.read_text())
+
+
+@pytest.mark.slow
+def test_queued_experiments_killed_mid_training_end_their_stages_and_runs(clone):
+    """`dvc queue kill NAME` and `dvc queue stop --kill` kill the task's `dvc exp
+    exec-run`, not the stage command it runs: the stage notices its guardian's exit,
+    stops within 10 s and its run is recorded KILLED, in the project root's store."""
+    set_params(clone, train={"epochs": 1_000_000}, data={"n_samples": 200})
+    run(["git", "commit", "-qam", "long training"], clone)
+
+    def trainers(running: bool = False) -> list[int]:  # the Pythons, not DVC's `sh -c`
+        def argv0(pid: int) -> bytes:
+            with contextlib.suppress(OSError):
+                return Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0]
+            return b""
+
+        return [p for p in stage_pids(clone, running) if b"python" in argv0(p)]
+
+    env = base_env(XORNET_TRACKING="1", SHELL="/bin/sh")
+    for name in ("first", "second"):
+        run(["dvc", "exp", "run", "--queue", "-n", name], clone, env)
+    log = clone / ".dvc" / "tmp" / "queue-start.log"
+    try:
+        with open(log, "w") as out:  # the workers keep its stdout: not a pipe
+            subprocess.run(["dvc", "queue", "start", "-j", "2"], cwd=clone, env=env, stdout=out)
+        staging = Outbox(clone).staging
+
+        def both_training() -> bool:
+            return len(trainers(running=True)) == 2 and len(list(staging.iterdir())) == 2
+
+        wait_until(both_training, 180, "both experiments' train stages")
+        run(["dvc", "queue", "kill", "first"], clone, env)
+        wait_until(lambda: len(trainers()) == 1, 10, "the first stage to stop")
+        run(["dvc", "queue", "stop", "--kill"], clone, env)
+        wait_until(lambda: not trainers(), 10, "the second stage to stop")
+        wait_for_delivery(clone)
+        assert not end_processes_in(clone, wait=15)  # the workers wind down on their own
+    except BaseException:
+        end_processes_in(clone, wait=5)
+        raise
+    status = run(["dvc", "queue", "status"], clone).stdout
+    assert status.count("Failed") == 2 and "Running" not in status, status
+    from mlflow import MlflowClient
+
+    c = MlflowClient(f"sqlite:///{clone / 'mlflow.db'}")
+    ids = [e.experiment_id for e in c.search_experiments()]
+    found = c.search_runs(ids)
+    assert sorted(r.data.tags["dvc.exp_name"] for r in found) == ["first", "second"]
+    assert {r.info.status for r in found} == {"KILLED"}
+    assert all(r.data.tags["xornet.stage"] == "train" for r in found)
