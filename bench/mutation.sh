@@ -2,7 +2,7 @@
 # Mutation testing of the numerical core (src/xornet/core/{activations,losses,optimizers,
 # model,training}.py) against the fast core tests (tests/test_core_*.py), with mutmut 3
 # configured in pyproject.toml's [tool.mutmut]. Not part of CI: too slow. A full run
-# from scratch took 18 min with MUTMUT_CHILDREN=2 (2 cores, Intel Xeon, AVX-512); reruns
+# from scratch took 16-18 min with MUTMUT_CHILDREN=2 (2 cores, AMD EPYC or Intel Xeon); reruns
 # reuse the verdicts cached in mutants/ for functions that did not change (rm -rf
 # mutants/ to start over).
 #
