@@ -191,6 +191,42 @@ def changed_stages(repo: Path) -> dict[str, list]:
     return json.loads(run(["dvc", "status", "--json"], repo).stdout)
 
 
+def stale_in_a_fresh_clone(repo: Path) -> dict[str, list]:
+    """What `dvc status` finds changed in a clone beyond its missing outputs (neither git
+    nor a cache holds them): code or params that differ from dvc.lock's, per stage."""
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())
+    outputs = {out["path"] for stage in lock["stages"].values() for out in stage["outs"]}
+    stale = {}
+    for name, changes in changed_stages(repo).items():
+        for change in changes:
+            if not isinstance(change, dict):  # e.g. "always changed"
+                stale.setdefault(name, []).append(change)
+                continue
+            for kind, entries in change.items():
+                left = {
+                    path: state
+                    for path, state in entries.items()
+                    if not (kind in ("changed outs", "changed deps") and path in outputs)
+                    or state not in ("deleted", "not in cache")
+                }
+                if left:
+                    stale.setdefault(name, []).append({kind: left})
+    return stale
+
+
+def test_the_committed_dvc_lock_records_the_code_and_params_as_they_are(clone):
+    """A teammate's fresh clone must find dvc.lock current: a change to the code a stage
+    depends on (or to params.yaml) is committed with the dvc.lock that `dvc repro` wrote
+    for it, or every stage reruns and rewrites the lock on their machine."""
+    assert stale_in_a_fresh_clone(clone) == {}
+    core = clone / PACKAGE / "core" / "metrics.py"
+    core.write_text(core.read_text() + "\n# an edit nobody reproduced\n")
+    stale = stale_in_a_fresh_clone(clone)
+    assert set(stale) == set(yaml.safe_load((clone / "dvc.yaml").read_text())["stages"])
+    for changes in stale.values():
+        assert changes == [{"changed deps": {f"{PACKAGE}/core": "modified"}}], changes
+
+
 @pytest.mark.slow
 def test_editing_a_loss_makes_train_and_evaluate_stale_but_tracking_code_does_not(tmp_path):
     repo = make_clone(tmp_path / "xornet")
