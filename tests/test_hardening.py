@@ -25,6 +25,7 @@ from conftest import (
     base_env,
     end_processes_in,
     processes_in,
+    queue_workers,
     run,
     set_params,
     wait_for_delivery,
@@ -183,14 +184,18 @@ def test_garbage_npz_message_does_not_suggest_allow_pickle(workdir, name, victim
 
 
 # ------------------------------------------------------------------ orphaned stages
-def stage_pids(folder: Path, running: bool = False) -> list[int]:
+def stage_pids(folder: Path, running: bool = False, wrappers: bool = True) -> list[int]:
     """Train stage commands working in ``folder``; with ``running``, only those past
     start-up: catching SIGTERM, which ``xornet.cli.run`` sets up just before it asks to
-    die with its parent (a parent that dies before that is not noticed)."""
+    die with its parent (a parent that dies before that is not noticed). Without
+    ``wrappers``, only the Pythons, not the `sh -c` that DVC runs each one in."""
     pids = []
     for pid in processes_in(folder):
         with contextlib.suppress(OSError, ValueError, IndexError):
-            if b"stages/train.py" not in Path(f"/proc/{pid}/cmdline").read_bytes():
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes()
+            if b"stages/train.py" not in argv or not (
+                wrappers or b"python" in argv.split(b"\0")[0]
+            ):
                 continue
             status = Path(f"/proc/{pid}/status").read_text()
             caught = int(status.split("SigCgt:")[1].split()[0], 16)
@@ -326,36 +331,24 @@ def test_queued_experiments_killed_mid_training_end_their_stages_and_runs(clone)
     set_params(clone, train={"epochs": 1_000_000}, data={"n_samples": 200})
     run(["git", "commit", "-qam", "long training"], clone)
 
-    def trainers(running: bool = False) -> list[int]:  # the Pythons, not DVC's `sh -c`
-        def argv0(pid: int) -> bytes:
-            with contextlib.suppress(OSError):
-                return Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0]
-            return b""
-
-        return [p for p in stage_pids(clone, running) if b"python" in argv0(p)]
+    def trainers(running: bool = False) -> list[int]:
+        return stage_pids(clone, running, wrappers=False)
 
     env = base_env(XORNET_TRACKING="1", SHELL="/bin/sh")
     for name in ("first", "second"):
         run(["dvc", "exp", "run", "--queue", "-n", name], clone, env)
-    log = clone / ".dvc" / "tmp" / "queue-start.log"
-    try:
-        with open(log, "w") as out:  # the workers keep its stdout: not a pipe
-            subprocess.run(["dvc", "queue", "start", "-j", "2"], cwd=clone, env=env, stdout=out)
-        staging = Outbox(clone).staging
+    staging = Outbox(clone).staging
 
-        def both_training() -> bool:
-            return len(trainers(running=True)) == 2 and len(list(staging.iterdir())) == 2
+    def both_training() -> bool:
+        return len(trainers(running=True)) == 2 and len(list(staging.iterdir())) == 2
 
+    with queue_workers(clone, env, jobs=2):  # on exit: nothing of the queue left running
         wait_until(both_training, 180, "both experiments' train stages")
         run(["dvc", "queue", "kill", "first"], clone, env)
         wait_until(lambda: len(trainers()) == 1, 10, "the first stage to stop")
         run(["dvc", "queue", "stop", "--kill"], clone, env)
         wait_until(lambda: not trainers(), 10, "the second stage to stop")
         wait_for_delivery(clone)
-        assert not end_processes_in(clone, wait=15)  # the workers wind down on their own
-    except BaseException:
-        end_processes_in(clone, wait=5)
-        raise
     status = run(["dvc", "queue", "status"], clone).stdout
     assert status.count("Failed") == 2 and "Running" not in status, status
     from mlflow import MlflowClient
