@@ -339,8 +339,9 @@ def test_queued_experiments_killed_mid_training_end_their_stages_and_runs(clone)
         run(["dvc", "exp", "run", "--queue", "-n", name], clone, env)
     staging = Outbox(clone).staging
 
-    def both_training() -> bool:
-        return len(trainers(running=True)) == 2 and len(list(staging.iterdir())) == 2
+    def both_training() -> bool:  # the staging folder appears with the first entry
+        staged = list(staging.iterdir()) if staging.is_dir() else []
+        return len(trainers(running=True)) == 2 and len(staged) == 2
 
     with queue_workers(clone, env, jobs=2):  # on exit: nothing of the queue left running
         wait_until(both_training, 180, "both experiments' train stages")
