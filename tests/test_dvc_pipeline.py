@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import OUTPUTS, exp_rows, make_clone, run, set_params, wait_for_queue
+from conftest import OUTPUTS, exp_rows, make_clone, run, set_params
 
 pytestmark = pytest.mark.slow
 
@@ -88,18 +88,3 @@ def test_exp_run_with_set_param_changes_metrics(tmp_path):
     slow = rows["slow-lr"]["metrics"]["metrics/train.json"]["train_loss"]
     fast = rows["fast-lr"]["metrics"]["metrics/train.json"]["train_loss"]
     assert fast != slow
-
-
-def test_queued_grid_with_two_workers(tmp_path):
-    repo = make_clone(tmp_path / "xornet")
-    set_params(repo, train={"epochs": 200})
-    run(["git", "commit", "-qam", "short training"], repo)
-    run(["dvc", "exp", "run", "--queue", "-S", "train.learning_rate=0.2,0.8"], repo)
-    run(["dvc", "queue", "start", "-j", "2"], repo)
-    wait_for_queue(repo)
-    rows = exp_rows(repo)
-    lrs = sorted(row["params"].get("train", {}).get("learning_rate") for row in rows)
-    assert lrs == [0.2, 0.8], rows
-    assert all(row["metrics"].get("metrics/evaluate.json") for row in rows)
-    failed = run(["dvc", "queue", "status"], repo).stdout
-    assert "Failed" not in failed

@@ -7,9 +7,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_dvc_pipeline import exp_rows, wait_for_queue
 
-from conftest import REPO_ROOT, base_env, make_clone, run, set_params
+from conftest import (
+    REPO_ROOT,
+    base_env,
+    exp_rows,
+    make_clone,
+    queue_workers,
+    run,
+    set_params,
+    wait_for_queue,
+)
 from xornet.search import Dimension, sample_configs
 
 SEARCH = [sys.executable, "-c", "from xornet.search import entry_point; entry_point()"]
@@ -99,8 +107,10 @@ def test_random_search_runs_on_the_dvc_queue(tmp_path):
         cwd=repo,
     )
     assert proc.returncode == 0, proc.stderr
-    run(["dvc", "queue", "start", "-j", "2"], repo)
-    wait_for_queue(repo)
+    with queue_workers(repo, base_env(), jobs=2):  # tracking off: the queue alone
+        wait_for_queue(repo)
+    status = run(["dvc", "queue", "status"], repo).stdout
+    assert status.count("Success") == 2 and "Failed" not in status, status
     rows = {row["name"]: row for row in exp_rows(repo)}
     assert set(rows) == {"search-1-0", "search-1-1"}
     queued = [line for line in proc.stdout.splitlines() if line.startswith("dvc exp run")]

@@ -10,9 +10,9 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from test_tracking_dvc import free_port, start, stop
+from servers import free_port, mlflow_server, start, stop
 
-from conftest import BIN_DIR, base_env, make_clone, run, wait_for_delivery
+from conftest import base_env, make_clone, run, wait_for_delivery
 
 pytestmark = pytest.mark.slow
 
@@ -39,22 +39,12 @@ def test_basic_auth_server_refuses_a_wrong_password_before_training(tmp_path, mo
     uri = f"http://127.0.0.1:{port}"
     server_dir = tmp_path / "server"
     server_dir.mkdir()
-    command = [
-        str(BIN_DIR / "mlflow"),
-        "server",
-        "--app-name",
-        "basic-auth",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--backend-store-uri",
+    command = mlflow_server(
+        port,
         f"sqlite:///{server_dir / 'server.db'}",
-        "--artifacts-destination",
-        str(server_dir / "artifacts"),
-        "--workers",
-        "1",
-    ]
+        *("--app-name", "basic-auth"),
+        *("--artifacts-destination", str(server_dir / "artifacts")),
+    )
     env = base_env(
         MLFLOW_AUTH_ADMIN_PASSWORD=ADMIN_PASSWORD,
         MLFLOW_FLASK_SERVER_SECRET_KEY="xornet-tests-csrf-key",  # required by basic-auth

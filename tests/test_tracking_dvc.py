@@ -1,22 +1,17 @@
-"""MLflow tracking driven by the real tools: `dvc repro` and a queued sweep
-(`dvc exp run --queue` + `dvc queue start -j 2`) into the project-root store, the
-same (repro, then a queued sweep) against a real `mlflow server`, and the registered
-champion served by `mlflow models serve -m models:/xornet@champion --env-manager local`
-answering XOR over HTTP.
-(tests/test_sweeps.py compares a queued grid in `dvc exp show` and MLflow.)"""
+"""MLflow tracking driven by the real tools: `dvc repro`, and a queued 2 x 2 grid
+(`dvc exp run --queue` + `dvc queue start -j 2`) into the project-root store that
+must tell `dvc exp show`'s story; the same (repro, then a queued sweep) against a real
+`mlflow server`; and the registered champion served by `mlflow models serve -m
+models:/xornet@champion --env-manager local` answering XOR over HTTP."""
 
 import hashlib
 import json
-import os
-import signal
-import socket
-import subprocess
-import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 import yaml
+from servers import free_port, group_commands, mlflow_server, start, stop, wait_http
 
 from conftest import (
     BIN_DIR,
@@ -29,11 +24,13 @@ from conftest import (
     wait_for_delivery,
     wait_for_queue,
 )
+from xornet.tracking.outbox import param_value
 
 pytestmark = pytest.mark.slow
 
 EPOCHS = 200
 ALL_SECTIONS = ("data", "model", "train", "evaluate", "plot")
+TRAINING_SECTIONS = ALL_SECTIONS[:3]  # what the study stage logs of a configuration
 XOR = {"columns": ["x1", "x2"], "data": [[0, 0], [0, 1], [1, 0], [1, 1]]}
 
 
@@ -162,62 +159,6 @@ def test_repro_on_a_fresh_clone_records_exactly_one_complete_run(reproduced, tmp
     assert not (plain / ".xornet").exists()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_http(url: str, proc: subprocess.Popen, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"{proc.args[0]} exited {proc.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
-        except OSError:
-            time.sleep(0.5)
-    pytest.fail(f"{url} did not answer within {timeout} s")
-
-
-def start(args: list[str], cwd: Path, env: dict[str, str], log: Path) -> subprocess.Popen:
-    """A server process in its own session, so it and its workers stop together."""
-    handle = open(log, "w")  # noqa: SIM115 - closed by stop()
-    proc = subprocess.Popen(
-        args, cwd=cwd, env=env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True
-    )
-    proc.log = handle  # type: ignore[attr-defined]
-    return proc
-
-
-def group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
-def stop(proc: subprocess.Popen) -> None:
-    """Stop the server by its process id: SIGTERM to the process group it leads (its
-    workers too), SIGKILL after 20 s; return once nothing of it is left."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        if group_alive(proc.pid):
-            os.killpg(proc.pid, sig)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            proc.poll()  # reap the leader
-            if proc.returncode is not None and not group_alive(proc.pid):
-                break
-            time.sleep(0.2)
-        else:
-            continue
-        break
-    proc.log.close()  # type: ignore[attr-defined]
-    assert proc.returncode is not None and not group_alive(proc.pid)
-
-
 def invoke(port: int, body: dict) -> dict:
     request = urllib.request.Request(
         f"http://127.0.0.1:{port}/invocations",
@@ -265,6 +206,12 @@ def test_served_champion_answers_xor_over_http(reproduced, tmp_path):
 
 
 RATES = ["-S", "train.learning_rate=0.3,0.6,0.9"]
+GRID_SWEEP = ["-S", "train.learning_rate=0.3,0.9", "-S", "model.hidden=[4],[6]"]
+GRID_POINTS = {(0.3, (4,)), (0.3, (6,)), (0.9, (4,)), (0.9, (6,))}
+
+
+def close(a: float, b: float) -> bool:
+    return a == pytest.approx(b, rel=1e-12, abs=1e-15)
 
 
 def check_sweep(c, repo: Path, before: set[str]) -> list:
@@ -304,25 +251,97 @@ def check_sweep(c, repo: Path, before: set[str]) -> list:
     return new
 
 
-def test_queued_sweep_with_two_workers_lands_in_the_root_store(reproduced):
-    c = client(store_uri(reproduced))
-    before = {r.info.run_id for r in all_runs(c)}
+def test_queued_grid_lands_in_the_root_store_and_agrees_with_dvc_exp_show(tmp_path: Path):
+    """A 2 x 2 grid (two `-S` sweeps) on two queue workers: every experiment's runs
+    land in the project root's store, complete, and tell `dvc exp show`'s story."""
+    repo = short_clone(tmp_path / "xornet")
     env = tracked_env()
-    run(["dvc", "exp", "run", "--queue", *RATES], reproduced, env)
-    with queue_workers(reproduced, env, jobs=2):
-        wait_for_queue(reproduced)
-        wait_for_delivery(reproduced)
-    new = check_sweep(c, reproduced, before)
-    # The artifacts are under the project root, not in the deleted temporary copies.
+    run(["dvc", "exp", "run", "--queue", *GRID_SWEEP], repo, env)
+    with queue_workers(repo, env, jobs=2):
+        wait_for_queue(repo, timeout=300)
+        wait_for_delivery(repo)
+    status = run(["dvc", "queue", "status"], repo).stdout
+    assert "Failed" not in status, status
+
+    rows = {row["name"]: row for row in exp_rows(repo)}
+    assert len(rows) == 4, sorted(rows)
+    grid = {
+        (row["params"]["train"]["learning_rate"], tuple(row["params"]["model"]["hidden"]))
+        for row in rows.values()
+    }
+    assert grid == GRID_POINTS
+
+    c = client(store_uri(repo))
     experiment = c.get_experiment_by_name("xornet")
-    assert experiment.artifact_location == (reproduced / "mlruns" / "xornet").as_uri()
-    # A queued run's model still loads although its temporary copy is gone.
+    study_experiment = c.get_experiment_by_name("xornet-study")  # the study's own
+    everything = c.search_runs([e.experiment_id for e in c.search_experiments()])
+    assert {r.info.status for r in everything} == {"FINISHED"}
+
+    training = [r for r in everything if r.data.tags["xornet.stage"] == "train"]
+    assert {r.info.experiment_id for r in training} == {experiment.experiment_id}
+    by_name = {r.data.tags["dvc.exp_name"]: r for r in training}
+    assert len(training) == 4 and set(by_name) == set(rows)
+    for name, row in rows.items():
+        mlflow_run = by_name[name]
+        lr, hidden = row["params"]["train"]["learning_rate"], row["params"]["model"]["hidden"]
+        # named for what sets it apart from the committed params.yaml
+        assert mlflow_run.info.run_name == f"lr={lr} hidden={param_value(hidden)} seed=0"
+        logged = mlflow_run.data.params
+        for section in ALL_SECTIONS:
+            for key, value in row["params"][section].items():
+                assert logged[f"{section}.{key}"] == param_value(value), (name, section, key)
+        metrics = mlflow_run.data.metrics
+        trained = row["metrics"]["metrics/train.json"]
+        evaluated = row["metrics"]["metrics/evaluate.json"]
+        assert trained and evaluated
+        for key, value in trained.items():
+            assert close(metrics[f"final_{key}"], value), (name, key)
+        for key, value in evaluated.items():
+            assert close(metrics[f"test_{key}"], value), (name, key)
+
+    # The study stage runs in every experiment too: a parent run and its one
+    # configuration ("base"), whose metrics are the experiment's study/summary.json.
+    study = [r for r in everything if r.data.tags["xornet.stage"] == "study"]
+    assert {r.info.experiment_id for r in study} == {study_experiment.experiment_id}
+    assert {r.info.experiment_id for r in everything} == {
+        experiment.experiment_id,
+        study_experiment.experiment_id,
+    }
+    parents = {
+        r.data.tags["dvc.exp_name"]: r for r in study if r.data.tags["xornet.kind"] == "study"
+    }
+    assert set(parents) == set(rows) and len(study) == 8
+    for name, row in rows.items():
+        parent = parents[name]
+        (child,) = [r for r in study if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+        assert child.info.run_name == "base"
+        assert child.data.tags["dvc.exp_name"] == name
+        for section in TRAINING_SECTIONS:
+            for key, value in row["params"][section].items():
+                assert child.data.params[f"{section}.{key}"] == param_value(value)
+        summary = row["metrics"]["study/summary.json"]["base"]
+        for key, value in summary.items():
+            if isinstance(value, int | float) and key != "epochs":
+                assert close(child.data.metrics[key], value), (name, key)
+        assert child.data.tags["xornet.diagnosis"] == summary["verdict"]
+        assert close(parent.data.metrics["best_success_rate"], summary["success_rate"])
+
+    # Complete runs, each a registered version, the champion the lowest test loss;
+    # the artifacts under the project root, not in the deleted temporary copies.
+    for r in training:
+        check_complete_run(c, r, repo)
+    versions = c.search_model_versions("name = 'xornet'")
+    assert sorted(v.run_id for v in versions) == sorted(r.info.run_id for r in training)
+    champion = c.get_model_version_by_alias("xornet", "champion")
+    lowest = min(r.data.metrics["test_loss"] for r in training)
+    assert float(champion.tags["test_loss"]) == lowest
+    assert experiment.artifact_location == (repo / "mlruns" / "xornet").as_uri()
     import mlflow.pyfunc
     import pandas as pd
 
-    mlflow.set_tracking_uri(store_uri(reproduced))
+    mlflow.set_tracking_uri(store_uri(repo))
     try:
-        model = mlflow.pyfunc.load_model(f"runs:/{new[0].info.run_id}/model")
+        model = mlflow.pyfunc.load_model(f"runs:/{training[0].info.run_id}/model")
         out = model.predict(pd.DataFrame(XOR["data"], columns=XOR["columns"]).astype(float))
     finally:
         mlflow.set_tracking_uri(None)
@@ -333,9 +352,11 @@ def test_pipeline_and_a_queued_sweep_against_a_real_tracking_server(tmp_path):
     port = free_port()
     uri = f"http://127.0.0.1:{port}"
     server = start(
-        [str(BIN_DIR / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port)]
-        + ["--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}"]
-        + ["--artifacts-destination", str(tmp_path / "artifacts"), "--workers", "1"],
+        mlflow_server(
+            port,
+            f"sqlite:///{tmp_path / 'server.db'}",
+            *("--artifacts-destination", str(tmp_path / "artifacts")),
+        ),
         tmp_path,
         base_env(),
         tmp_path / "server.log",
@@ -360,5 +381,8 @@ def test_pipeline_and_a_queued_sweep_against_a_real_tracking_server(tmp_path):
         check_sweep(c, repo, before)
         assert not (repo / "mlflow.db").exists()
         assert not (repo / "mlruns").exists()
+        commands = group_commands(server)  # base_env turned the job runner off
+        assert any("uvicorn" in command for command in commands), commands
+        assert not [c for c in commands if "huey" in c or "_job_runner" in c], commands
     finally:
         stop(server)

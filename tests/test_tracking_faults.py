@@ -23,7 +23,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from test_tracking_dvc import free_port, start, stop, wait_http
+from servers import free_port, mlflow_server, start, stop, wait_http
 
 from conftest import (
     BIN_DIR,
@@ -278,20 +278,11 @@ def test_status_polled_in_a_tight_loop_never_stops_a_courier(tmp_path):
 
 
 def server_command(port: int, tmp_path: Path) -> list[str]:
-    return [
-        str(BIN_DIR / "mlflow"),
-        "server",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--backend-store-uri",
+    return mlflow_server(
+        port,
         f"sqlite:///{tmp_path / 'server.db'}",
-        "--artifacts-destination",
-        str(tmp_path / "artifacts"),
-        "--workers",
-        "1",
-    ]
+        *("--artifacts-destination", str(tmp_path / "artifacts")),
+    )
 
 
 def wait_api(uri: str, proc, timeout: float = 300) -> None:

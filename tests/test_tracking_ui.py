@@ -15,9 +15,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_tracking_dvc import free_port, start, stop, wait_http
+from servers import free_port, mlflow_server, start, stop, wait_http
 
-from conftest import BIN_DIR, base_env, make_clone, run, wait_for_delivery
+from conftest import base_env, make_clone, run, wait_for_delivery
 
 pytestmark = pytest.mark.slow
 
@@ -49,10 +49,11 @@ def test_the_readme_link_opens_the_runs_table_with_the_named_run(tmp_path):
     wait_for_delivery(repo)
     port = free_port()
     server = start(
-        [str(BIN_DIR / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
-         "--backend-store-uri", f"sqlite:///{repo / 'mlflow.db'}", "--workers", "1"],
-        repo, base_env(), tmp_path / "server.log",
-    )  # fmt: skip
+        mlflow_server(port, f"sqlite:///{repo / 'mlflow.db'}"),
+        repo,
+        base_env(),
+        tmp_path / "server.log",
+    )
     try:
         wait_http(f"http://127.0.0.1:{port}/health", server, timeout=300)
         experiment = f"http://127.0.0.1:{port}/#/experiments/1"
