@@ -154,11 +154,7 @@ def queue_looks_busy(repo: Path) -> bool:
     waiting = repo / ".dvc" / "tmp" / "exps" / "celery" / "broker" / "in"
     if waiting.is_dir() and any(waiting.glob("*.celery.msg")):
         return True
-    for pid in processes_in(repo):
-        with contextlib.suppress(OSError):
-            if b"exec-run" in Path(f"/proc/{pid}/cmdline").read_bytes():
-                return True
-    return False
+    return bool(processes_running(repo, b"exec-run"))
 
 
 def wait_for_queue(repo: Path, timeout: float = 600) -> None:
@@ -176,14 +172,19 @@ def wait_for_queue(repo: Path, timeout: float = 600) -> None:
     pytest.fail(f"queue still busy after {timeout} s:\n{status}")
 
 
-def courier_processes(repo: Path) -> list[int]:
-    """Ids of the background couriers delivering ``repo``'s outbox."""
+def processes_running(repo: Path, marker: bytes) -> list[int]:
+    """Ids of the processes working in ``repo`` whose command line holds ``marker``."""
     pids = []
     for pid in processes_in(repo):
-        with contextlib.suppress(OSError):
-            if b"xornet.tracking.courier" in Path(f"/proc/{pid}/cmdline").read_bytes():
+        with contextlib.suppress(OSError):  # gone meanwhile
+            if marker in Path(f"/proc/{pid}/cmdline").read_bytes():
                 pids.append(pid)
     return pids
+
+
+def courier_processes(repo: Path) -> list[int]:
+    """Ids of the background couriers delivering ``repo``'s outbox."""
+    return processes_running(repo, b"xornet.tracking.courier")
 
 
 def wait_for_delivery(repo: Path, timeout: float = 300, check: bool = True) -> None:

@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -30,7 +31,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_http(url: str, proc: subprocess.Popen, timeout: float = 90) -> None:
+def wait_http(
+    url: str, proc: subprocess.Popen, timeout: float = 90, any_status: bool = False
+) -> None:
+    """Until ``url`` answers with a success, or with any HTTP status when
+    ``any_status`` (a server behind auth answers 401 once it is up)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -38,6 +43,10 @@ def wait_http(url: str, proc: subprocess.Popen, timeout: float = 90) -> None:
         try:
             with urllib.request.urlopen(url, timeout=2):
                 return
+        except urllib.error.HTTPError:
+            if any_status:
+                return
+            time.sleep(0.5)
         except OSError:
             time.sleep(0.5)
     pytest.fail(f"{url} did not answer within {timeout} s")

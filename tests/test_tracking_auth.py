@@ -4,34 +4,16 @@ MLFLOW_TRACKING_PASSWORD to it; a wrong password is a one-line exit-2 error befo
 training, and the right one gets the run delivered."""
 
 import sys
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
-from servers import free_port, mlflow_server, start, stop
+from servers import free_port, mlflow_server, start, stop, wait_http
 
 from conftest import base_env, make_clone, run, wait_for_delivery
 
 pytestmark = pytest.mark.slow
 
 ADMIN_PASSWORD = "xornet-tests-Secret-1"  # the first start creates user admin with it
-
-
-def wait_up(url: str, proc, timeout: float = 300) -> None:
-    """Until the server answers at all (with auth on, its answer may be 401)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, f"the server exited {proc.returncode}"
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
-        except urllib.error.HTTPError:
-            return
-        except OSError:
-            time.sleep(0.5)
-    pytest.fail(f"{url} did not answer within {timeout} s")
 
 
 def test_basic_auth_server_refuses_a_wrong_password_before_training(tmp_path, monkeypatch):
@@ -51,7 +33,7 @@ def test_basic_auth_server_refuses_a_wrong_password_before_training(tmp_path, mo
     )
     server = start(command, server_dir, env, server_dir / "server.log")
     try:
-        wait_up(f"{uri}/health", server)
+        wait_http(f"{uri}/health", server, timeout=300, any_status=True)
         repo = make_clone(tmp_path / "xornet")
         run([sys.executable, "stages/generate.py"], repo)
         for user, password in (("admin", "wrong"), ("nobody", ADMIN_PASSWORD), (None, None)):

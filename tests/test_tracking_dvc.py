@@ -241,14 +241,17 @@ def check_sweep(c, repo: Path, before: set[str]) -> list:
     assert {r.data.tags["dvc.exp_name"] for r in study} == names
     assert len(study) == 6  # a parent and one configuration per experiment
     assert not [r for r in runs if r.info.status != "FINISHED"]
-    # Every evaluated model is a version; the champion has the lowest test loss.
-    trained = training_runs(c)
+    check_registry(c, training_runs(c))
+    return new
+
+
+def check_registry(c, trained: list) -> None:
+    """Every evaluated model is a version; the champion has the lowest test loss."""
     versions = c.search_model_versions("name = 'xornet'")
     assert sorted(v.run_id for v in versions) == sorted(r.info.run_id for r in trained)
     lowest = min(r.data.metrics["test_loss"] for r in trained)
     champion = c.get_model_version_by_alias("xornet", "champion")
     assert float(champion.tags["test_loss"]) == lowest
-    return new
 
 
 def test_queued_grid_lands_in_the_root_store_and_agrees_with_dvc_exp_show(tmp_path: Path):
@@ -330,11 +333,7 @@ def test_queued_grid_lands_in_the_root_store_and_agrees_with_dvc_exp_show(tmp_pa
     # the artifacts under the project root, not in the deleted temporary copies.
     for r in training:
         check_complete_run(c, r, repo)
-    versions = c.search_model_versions("name = 'xornet'")
-    assert sorted(v.run_id for v in versions) == sorted(r.info.run_id for r in training)
-    champion = c.get_model_version_by_alias("xornet", "champion")
-    lowest = min(r.data.metrics["test_loss"] for r in training)
-    assert float(champion.tags["test_loss"]) == lowest
+    check_registry(c, training)
     assert experiment.artifact_location == (repo / "mlruns" / "xornet").as_uri()
     import mlflow.pyfunc
     import pandas as pd
