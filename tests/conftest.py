@@ -18,6 +18,7 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BIN_DIR = Path(sys.executable).parent
+COVERAGE_HOOK_DIR = Path(__file__).resolve().parent / "coverage_hook"
 
 
 def project_files() -> list[str]:
@@ -60,6 +61,12 @@ def base_env(**extra: str) -> dict[str, str]:
     ):
         env.pop(key, None)
     env.update(extra)
+    config = env.pop("COVERAGE_PROCESS_CONFIG", None)
+    if config is not None:
+        # Measured only once it imports xornet: coverage_hook/lazy_coverage.py.
+        env["XORNET_TESTS_COVERAGE_CONFIG"] = config
+        paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+        env["PYTHONPATH"] = os.pathsep.join([*paths, str(COVERAGE_HOOK_DIR)])
     return env
 
 
