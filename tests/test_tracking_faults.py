@@ -1,6 +1,7 @@
 """Exactly-once delivery under faults, with real processes and real stores.
 
-- The courier is SIGKILLed at seeded random moments — at chosen delivery steps
+- The courier (forked from a process that has imported MLflow: tests/warm_courier.py)
+  is SIGKILLed at seeded random moments — at chosen delivery steps
   (run creation, metric batches, artifact upload, model logging, registration, the
   final tag) and after random delays — at least 20 times over 5 entries; then
   `xornet-track flush` leaves exactly one FINISHED run per stage run, every curve
@@ -12,6 +13,7 @@
   waits in failed/, and a flush delivers it exactly once.
 """
 
+import contextlib
 import os
 import random
 import signal
@@ -20,6 +22,7 @@ import sys
 import threading
 import time
 import urllib.request
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -103,24 +106,58 @@ def trace_lines(path: Path, pid: int) -> list[str]:
     return lines
 
 
-def kill_courier_at(repo: Path, env: dict[str, str], trace: Path, target: dict) -> dict:
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` still runs (an exited, not yet reaped one has ended)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rpartition(")")[2].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):  # gone before or while read
+        return False
+
+
+@contextlib.contextmanager
+def warm_couriers(repo: Path, env: dict[str, str]) -> Iterator[Callable[[], int]]:
+    """Yields a function that starts a courier for ``repo`` and returns its pid: forked
+    from tests/warm_courier.py, which has imported MLflow once for all of them."""
+    launcher = subprocess.Popen(
+        [sys.executable, str(Path(__file__).with_name("warm_courier.py")), str(repo)],
+        cwd=repo,
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+    def start_courier() -> int:
+        launcher.stdin.write("start\n")
+        launcher.stdin.flush()
+        line = launcher.stdout.readline()
+        assert line, f"the courier launcher exited {launcher.wait()}"
+        return int(line)
+
+    try:
+        yield start_courier
+    finally:
+        launcher.stdin.close()
+        try:
+            launcher.wait(timeout=30)
+        finally:
+            if launcher.poll() is None:
+                launcher.kill()
+                launcher.wait()
+
+
+def kill_courier_at(start_courier: Callable[[], int], trace: Path, target: dict) -> dict:
     """Start a courier; SIGKILL it when ``target`` is reached — the ``n``-th ``step``
     of entry ``entry``, or ``delay`` seconds into that entry — or report that it ended
     first. Returns what it was doing when killed."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "xornet.tracking.courier", "deliver", "--root", str(repo)],
-        cwd=repo,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    pid = start_courier()
     deadline = time.monotonic() + 180
     entered = None
     try:
-        while proc.poll() is None:
+        while alive(pid):
             assert time.monotonic() < deadline, f"courier stuck before {target}"
-            lines = trace_lines(trace, proc.pid)
+            lines = trace_lines(trace, pid)
             marker = f"entry {target['entry']}"
             if marker in lines:
                 entered = entered or time.monotonic()
@@ -139,13 +176,15 @@ def kill_courier_at(repo: Path, env: dict[str, str], trace: Path, target: dict) 
             time.sleep(0.003)
         else:
             return {"killed": False}
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
+        os.kill(pid, signal.SIGKILL)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    lines = trace_lines(trace, proc.pid)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)  # a no-op after the kill above
+        gone = time.monotonic() + 30
+        while alive(pid):
+            assert time.monotonic() < gone, f"courier {pid} outlived SIGKILL"
+            time.sleep(0.01)
+    lines = trace_lines(trace, pid)
     entries = [line.split(" ", 1)[1] for line in lines if line.startswith("entry ")]
     return {
         "killed": True,
@@ -182,24 +221,25 @@ def test_sigkilled_courier_delivers_every_stage_run_exactly_once(tmp_path):
     kinds = dict(entries)
     must_hit = {e: rng.sample(MUST_HIT, 3) if kind == "train" else [] for e, kind in entries}
     kills: list[dict] = []
-    for _ in range(60):  # bounded: each courier start costs seconds
-        done = [k for k in kills if k["killed"]]
-        pending = [entry_id(e) for e in outbox.pending()]
-        if len(done) >= 22 or not pending:
-            break
-        # The first pending entry not yet killed in 6 times (later ones wait their turn).
-        per_entry = [k["entry"] for k in done]
-        wanted = next((e for e in pending if per_entry.count(e) < 6), pending[-1])
-        kind = kinds[wanted]
-        missing = [s for s in must_hit[wanted] if s not in {k["last"] for k in done}]
-        if missing:
-            target = {"entry": wanted, "step": missing[0], "delay": rng.uniform(0, 0.03)}
-        elif rng.random() < 0.75:
-            index = rng.randint(1, STEPS[kind])
-            target = {"entry": wanted, "index": index, "delay": rng.uniform(0, 0.03)}
-        else:  # a random moment
-            target = {"entry": wanted, "delay": rng.uniform(0, 1.0)}
-        kills.append({**kill_courier_at(repo, env, trace, target), "target": target})
+    with warm_couriers(repo, env) as start_courier:
+        for _ in range(60):  # bounded
+            done = [k for k in kills if k["killed"]]
+            pending = [entry_id(e) for e in outbox.pending()]
+            if len(done) >= 22 or not pending:
+                break
+            # The first pending entry not yet killed in 6 times (later ones wait their turn).
+            per_entry = [k["entry"] for k in done]
+            wanted = next((e for e in pending if per_entry.count(e) < 6), pending[-1])
+            kind = kinds[wanted]
+            missing = [s for s in must_hit[wanted] if s not in {k["last"] for k in done}]
+            if missing:
+                target = {"entry": wanted, "step": missing[0], "delay": rng.uniform(0, 0.03)}
+            elif rng.random() < 0.75:
+                index = rng.randint(1, STEPS[kind])
+                target = {"entry": wanted, "index": index, "delay": rng.uniform(0, 0.03)}
+            else:  # a random moment
+                target = {"entry": wanted, "delay": rng.uniform(0, 1.0)}
+            kills.append({**kill_courier_at(start_courier, trace, target), "target": target})
     summary = [(k["entry"], k["last"]) for k in kills if k["killed"]]
     done = [k for k in kills if k["killed"]]
     assert len(done) >= 20, summary
