@@ -328,7 +328,8 @@ def test_queued_experiments_killed_mid_training_end_their_stages_and_runs(clone)
     """`dvc queue kill NAME` and `dvc queue stop --kill` kill the task's `dvc exp
     exec-run`, not the stage command it runs: the stage notices its guardian's exit,
     stops within 10 s and its run is recorded KILLED, in the project root's store."""
-    set_params(clone, train={"epochs": 1_000_000}, data={"n_samples": 200})
+    # Slow epochs (~1 ms): the history the couriers deliver stays a few thousand long.
+    set_params(clone, train={"epochs": 1_000_000}, data={"n_samples": 50_000})
     run(["git", "commit", "-qam", "long training"], clone)
 
     def trainers(running: bool = False) -> list[int]:
