@@ -26,6 +26,7 @@ from conftest import (
     wait_for_delivery,
 )
 from xornet.errors import BadInput
+from xornet.tracking.courier import TRACE_ENV
 from xornet.tracking.outbox import Outbox, entry_id, resolve_store
 
 TRAIN_OUTPUTS = ["models/model.npz", "models/snapshots.npz", "metrics/history.csv"]
@@ -401,18 +402,18 @@ def test_an_undeliverable_run_waits_in_failed_until_flush_delivers_it(repo):
 def test_a_courier_stopped_mid_delivery_leaves_no_run_running_and_is_resumed(repo):
     from mlflow.entities import ViewType
 
-    epochs = 30000  # 90 000 metric values: seconds of delivery, time to stop it inside
-    client(repo).search_experiments()  # create the store first: polling races its creation
-    stage(repo, "train", f"train.epochs={epochs}")
-    deadline = time.monotonic() + 120
+    epochs = 10000  # 30 metric batches, then artifacts and the model: seconds of delivery
     c = client(repo)
-    while True:
-        ids = [e.experiment_id for e in c.search_experiments()]
-        if c.search_runs(ids, filter_string="attributes.status = 'RUNNING'"):
-            break
-        assert time.monotonic() < deadline, "the courier never started the run"
-        time.sleep(0.1)
+    c.search_experiments()  # create the store first
+    trace = repo.parent / "trace.txt"
+    stage(repo, "train", f"train.epochs={epochs}", env=tracked_env(**{TRACE_ENV: str(trace)}))
+    deadline = time.monotonic() + 120
+    while not trace.exists() or "curves batch" not in trace.read_text():
+        assert time.monotonic() < deadline, "the courier never reached the curves"
+        time.sleep(0.01)
     (pid,) = courier_processes(repo)
+    ids = [e.experiment_id for e in c.search_experiments()]
+    assert c.search_runs(ids, filter_string="attributes.status = 'RUNNING'")
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + 60
     while courier_processes(repo):
