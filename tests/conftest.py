@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from coverage_hook.lazy_coverage import CONFIG_VARIABLE as LAZY_COVERAGE_CONFIG
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BIN_DIR = Path(sys.executable).parent
@@ -64,7 +65,7 @@ def base_env(**extra: str) -> dict[str, str]:
     config = env.pop("COVERAGE_PROCESS_CONFIG", None)
     if config is not None:
         # Measured only once it imports xornet: coverage_hook/lazy_coverage.py.
-        env["XORNET_TESTS_COVERAGE_CONFIG"] = config
+        env[LAZY_COVERAGE_CONFIG] = config
         paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
         env["PYTHONPATH"] = os.pathsep.join([*paths, str(COVERAGE_HOOK_DIR)])
     return env

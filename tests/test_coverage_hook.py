@@ -6,7 +6,7 @@ import sys
 
 import coverage
 
-from conftest import REPO_ROOT, base_env
+from conftest import LAZY_COVERAGE_CONFIG, REPO_ROOT, base_env
 
 PROBE = "import sys; {imports}; print(sorted({{'coverage', 'xornet'}} & set(sys.modules)))"
 
@@ -47,5 +47,5 @@ def test_a_subprocess_starts_coverage_at_its_first_xornet_import(tmp_path, monke
 def test_base_env_keeps_coverage_off_when_the_tests_do_not_measure(monkeypatch):
     monkeypatch.delenv("COVERAGE_PROCESS_CONFIG", raising=False)
     env = base_env()
-    assert "XORNET_TESTS_COVERAGE_CONFIG" not in env
+    assert LAZY_COVERAGE_CONFIG not in env
     assert probe("import xornet", env) == "['xornet']"

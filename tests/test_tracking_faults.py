@@ -176,10 +176,9 @@ def kill_courier_at(start_courier: Callable[[], int], trace: Path, target: dict)
             time.sleep(0.003)
         else:
             return {"killed": False}
-        os.kill(pid, signal.SIGKILL)
-    finally:
+    finally:  # reached, ended first, or the test failed: it dies here
         with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)  # a no-op after the kill above
+            os.kill(pid, signal.SIGKILL)
         gone = time.monotonic() + 30
         while alive(pid):
             assert time.monotonic() < gone, f"courier {pid} outlived SIGKILL"
