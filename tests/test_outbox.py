@@ -284,3 +284,20 @@ def test_run_names_say_what_differs_and_search_runs_are_tagged(
     assert header["run_name"] == "lr=1.0 hidden=[2] seed=0 data.seed=3"
     assert header["tags"]["xornet.search"] == "search-7"
     assert header["tags"]["dvc.exp_name"] == "search-7-3"
+
+
+def test_a_courier_is_started_only_when_none_is_at_work(tmp_path, monkeypatch):
+    from xornet.tracking.courier import courier_lock
+
+    started: list[list[str]] = []
+    monkeypatch.setattr(outbox.subprocess, "Popen", lambda args, **kw: started.append(args))
+    box = outbox.Outbox(tmp_path)
+    with courier_lock(box, wait=True) as held:  # a courier delivering: it looks again
+        assert held and box.courier_at_work()
+        box.start_courier()
+        assert started == []
+    assert not box.courier_at_work()
+    box.start_courier()
+    (args,) = started
+    assert args[1:] == ["-m", "xornet.tracking.courier", "deliver", "--root", str(tmp_path)]
+    assert not box.courier_at_work()  # asking never keeps the lock

@@ -7,6 +7,7 @@ a real server and serving.)"""
 
 import hashlib
 import os
+import re
 import shutil
 import signal
 import socket
@@ -26,8 +27,8 @@ from conftest import (
     wait_for_delivery,
 )
 from xornet.errors import BadInput
-from xornet.tracking.courier import TRACE_ENV
-from xornet.tracking.outbox import Outbox, entry_id, resolve_store
+from xornet.tracking.courier import TRACE_ENV, courier_lock
+from xornet.tracking.outbox import Outbox, entry_id, read_header, resolve_store
 
 TRAIN_OUTPUTS = ["models/model.npz", "models/snapshots.npz", "metrics/history.csv"]
 STAGE_OUTPUTS = [*TRAIN_OUTPUTS, "metrics/train.json"]
@@ -396,6 +397,32 @@ def test_an_undeliverable_run_waits_in_failed_until_flush_delivers_it(repo):
     assert delivered.info.status == "FINISHED"
     assert delivered.data.params["train.epochs"] == str(EPOCHS)
     assert "test_accuracy" in delivered.data.metrics  # the evaluation attached to it
+
+
+@slow
+def test_stages_ending_while_a_courier_delivers_leave_their_runs_to_it(repo):
+    outbox = Outbox(repo)
+    with courier_lock(outbox, wait=True):  # this test is the courier at work
+        stage(repo, "train", f"train.epochs={EPOCHS}")
+        stage(repo, "evaluate")
+        assert not courier_processes(repo)  # neither stage started one of its own
+        # A courier started anyway finds the lock held and leaves before importing MLflow.
+        late = run(
+            [sys.executable, "-X", "importtime", "-m", "xornet.tracking.courier", "deliver"],
+            repo,
+            tracked_env(),
+        )
+        imported = {line.split("|")[-1].strip() for line in late.stderr.splitlines()}
+        assert "xornet.tracking.outbox" in imported  # it ran (as __main__)
+        assert not {m for m in imported if m.split(".")[0] in ("mlflow", "sqlalchemy")}
+        assert [read_header(e)["kind"] for e in outbox.pending()] == ["train", "attach"]
+    outbox.start_courier()  # what the courier at work does after releasing the lock
+    (training,) = runs_of(repo)
+    assert training.info.status == "FINISHED"
+    assert "test_accuracy" in training.data.metrics
+    log = outbox.log_file.read_text()
+    assert len(re.findall(r"courier\[\d+\]: \w+: delivered to run", log)) == 2, log
+    assert len(set(re.findall(r"courier\[(\d+)\]", log))) == 1, log  # one courier did both
 
 
 @slow

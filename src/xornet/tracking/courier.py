@@ -12,9 +12,10 @@
                               undelivered entry is ever deleted).
 
 Stages start ``python -m xornet.tracking.courier deliver --root ROOT`` in the background
-after they enqueue an entry. Only one courier delivers at a time (an exclusive
-lock on ``courier.lock``); a second one exits at once, and the one at work
-looks again after releasing the lock, so no entry is left behind. Delivery is
+after they enqueue an entry, unless a courier is at work already. Only one courier
+delivers at a time (an exclusive lock on ``courier.lock``); a second one exits at
+once, before importing MLflow, and the one at work looks again after releasing the
+lock, so no entry is left behind: one courier delivers a whole ``dvc repro``. Delivery is
 idempotent (:mod:`xornet.tracking.mlflow_writer`): a courier stopped at any moment
 — SIGTERM between two MLflow calls, SIGKILL anywhere — leaves its entry
 pending, and the next delivery replaces what it left, so each entry becomes
@@ -152,17 +153,20 @@ def drain(outbox: Outbox, courier: Any) -> list[tuple[Path, str]]:
 def deliver_in_background(root: Path) -> None:
     """What a stage starts: deliver until the outbox is empty, unless a courier is
     already at work (it will see this stage's entry: it looks again after it
-    releases the lock)."""
-    from xornet.tracking.mlflow_writer import Courier
-
+    releases the lock). MLflow is imported only once the lock is held: the import
+    costs seconds, wasted by a courier that finds another at work."""
     outbox = Outbox(root)
-    courier = Courier(root)
+    courier = None
     first = True
     while first or outbox.pending():
         first = False
         with courier_lock(outbox, wait=False) as held:
             if not held:
                 return
+            if courier is None:
+                from xornet.tracking.mlflow_writer import Courier
+
+                courier = Courier(root)
             outbox.sweep_abandoned()
             drain(outbox, courier)
 

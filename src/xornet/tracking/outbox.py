@@ -8,7 +8,7 @@ tags, per-epoch curves, metrics, files, model) into an *entry* of the outbox
 of the files. When the stage ends — FINISHED, FAILED on an exception, KILLED
 on Ctrl-C or SIGTERM — the entry is moved into ``pending/`` in one rename and
 a courier process is started in the background
-(:mod:`xornet.tracking.courier`).
+(:mod:`xornet.tracking.courier`) unless one is at work already.
 
 Every entry has a stable id (12 hex digits, its folder's name in ``staging/``)
 and, when it is enqueued, a sequence number the outbox assigns under a lock
@@ -487,14 +487,32 @@ class Outbox:
             write_header(folder, header)
         return self.enqueue(folder)
 
+    def courier_at_work(self) -> bool:
+        """Whether a courier holds ``courier.lock`` now. It looks for pending entries
+        again after it releases the lock, so an entry enqueued before this is asked
+        gets delivered by it, with no courier of its own. Only tries the lock, never
+        waits for it."""
+        self.make_dirs()
+        try:
+            with open(self.lock_file, "a") as handle:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released on close
+        except BlockingIOError:
+            return True
+        except OSError:
+            return False  # the courier will report what is wrong with the outbox
+        return False
+
     def start_courier(self) -> None:
-        """Start a courier in the background (it exits at once if one is delivering).
+        """Start a courier in the background unless one is delivering already (which
+        will deliver this stage's entry too: one courier for a whole ``dvc repro``).
 
         It runs in its own session, so Ctrl-C in the terminal or DVC ending the
         stage does not stop it, with the project root's library when there is
         one: a queued experiment's copy, where this stage may run, is deleted
         soon after the stage ends.
         """
+        if self.courier_at_work():
+            return
         source = self.root / "src"
         library = (
             source
