@@ -21,6 +21,17 @@ def test_basic_auth_server_refuses_a_wrong_password_before_training(tmp_path, mo
     uri = f"http://127.0.0.1:{port}"
     server_dir = tmp_path / "server"
     server_dir.mkdir()
+    # MLflow's own basic_auth.ini, with its opt-in credential cache: without it the
+    # server runs a password hash for every request, seconds of CPU per delivery.
+    config = server_dir / "basic_auth.ini"
+    config.write_text(
+        "[mlflow]\n"
+        "default_permission = READ\n"
+        f"database_uri = sqlite:///{server_dir / 'basic_auth.db'}\n"
+        "admin_username = admin\n"
+        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+        "auth_cache_ttl_seconds = 600\n"
+    )
     command = mlflow_server(
         port,
         f"sqlite:///{server_dir / 'server.db'}",
@@ -30,6 +41,7 @@ def test_basic_auth_server_refuses_a_wrong_password_before_training(tmp_path, mo
     env = base_env(
         MLFLOW_AUTH_ADMIN_PASSWORD=ADMIN_PASSWORD,
         MLFLOW_FLASK_SERVER_SECRET_KEY="xornet-tests-csrf-key",  # required by basic-auth
+        MLFLOW_AUTH_CONFIG_PATH=str(config),
     )
     server = start(command, server_dir, env, server_dir / "server.log")
     try:
@@ -37,7 +49,6 @@ def test_basic_auth_server_refuses_a_wrong_password_before_training(tmp_path, mo
         repo = make_clone(tmp_path / "xornet")
         run([sys.executable, "stages/generate.py"], repo)
         for user, password in (("admin", "wrong"), ("nobody", ADMIN_PASSWORD), (None, None)):
-            # basic auth hashes the password on every request: slow on a loaded machine
             credentials = {
                 "MLFLOW_TRACKING_URI": uri,
                 "XORNET_TRACKING": "1",
@@ -76,4 +87,4 @@ def test_basic_auth_server_refuses_a_wrong_password_before_training(tmp_path, mo
         assert only.data.params["train.epochs"] == "100"
     finally:
         stop(server)
-    assert Path(server_dir / "basic_auth.db").exists()  # the users live beside the server
+    assert Path(server_dir / "basic_auth.db").exists()  # the users live where the config says
