@@ -6,7 +6,7 @@ import sys
 
 import coverage
 
-from conftest import LAZY_COVERAGE_CONFIG, REPO_ROOT, base_env
+from conftest import LAZY_COVERAGE_CONFIG, REPO_ROOT, base_env, unmeasured
 
 PROBE = "import sys; {imports}; print(sorted({{'coverage', 'xornet'}} & set(sys.modules)))"
 
@@ -42,6 +42,10 @@ def test_a_subprocess_starts_coverage_at_its_first_xornet_import(tmp_path, monke
     source = (REPO_ROOT / "src/xornet/core/activations.py").read_text().splitlines()
     first_import = next(i for i, line in enumerate(source, 1) if line.startswith("from "))
     assert first_import in data.lines(module)
+
+    # A queued experiment's processes, handed unmeasured(env), import xornet untraced.
+    assert probe("import xornet.core.activations", unmeasured(env)) == "['xornet']"
+    assert len(list(tmp_path.glob(".coverage.*"))) == 1
 
 
 def test_base_env_keeps_coverage_off_when_the_tests_do_not_measure(monkeypatch):

@@ -28,6 +28,7 @@ from conftest import (
     queue_workers,
     run,
     set_params,
+    unmeasured,
     wait_for_delivery,
 )
 from xornet.tracking.outbox import Outbox
@@ -344,7 +345,8 @@ def test_queued_experiments_killed_mid_training_end_their_stages_and_runs(clone)
         staged = list(staging.iterdir()) if staging.is_dir() else []
         return len(trainers(running=True)) == 2 and len(staged) == 2
 
-    with queue_workers(clone, env, jobs=2):  # on exit: nothing of the queue left running
+    # on exit: nothing of the queue left running
+    with queue_workers(clone, unmeasured(env), jobs=2):
         wait_until(both_training, 180, "both experiments' train stages")
         run(["dvc", "queue", "kill", "first"], clone, env)
         wait_until(lambda: len(trainers()) == 1, 10, "the first stage to stop")

@@ -16,6 +16,7 @@ from conftest import (
     queue_workers,
     run,
     set_params,
+    unmeasured,
     wait_for_queue,
 )
 from xornet.search import Dimension, sample_configs
@@ -107,7 +108,7 @@ def test_random_search_runs_on_the_dvc_queue(tmp_path):
         cwd=repo,
     )
     assert proc.returncode == 0, proc.stderr
-    with queue_workers(repo, base_env(), jobs=2):  # tracking off: the queue alone
+    with queue_workers(repo, unmeasured(base_env()), jobs=2):  # tracking off: the queue alone
         wait_for_queue(repo)
     status = run(["dvc", "queue", "status"], repo).stdout
     assert status.count("Success") == 2 and "Failed" not in status, status

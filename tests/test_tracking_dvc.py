@@ -21,6 +21,7 @@ from conftest import (
     queue_workers,
     run,
     set_params,
+    unmeasured,
     wait_for_delivery,
     wait_for_queue,
 )
@@ -260,7 +261,7 @@ def test_queued_grid_lands_in_the_root_store_and_agrees_with_dvc_exp_show(tmp_pa
     repo = short_clone(tmp_path / "xornet")
     env = tracked_env()
     run(["dvc", "exp", "run", "--queue", *GRID_SWEEP], repo, env)
-    with queue_workers(repo, env, jobs=2):
+    with queue_workers(repo, unmeasured(env), jobs=2):
         wait_for_queue(repo, timeout=300)
         wait_for_delivery(repo)
     status = run(["dvc", "queue", "status"], repo).stdout
@@ -372,6 +373,8 @@ def test_pipeline_and_a_queued_sweep_against_a_real_tracking_server(tmp_path):
 
         # A sweep of 2 queued experiments, 2 workers. Only the shell that starts the
         # workers knows the server (and that tracking is on): that is what they see.
+        # Measured (unlike the other queued tests): the one place coverage sees the
+        # queue's stages and couriers, e.g. an attach preferring its own experiment's run.
         before = {r.info.run_id for r in all_runs(c)}
         run(["dvc", "exp", "run", "--queue", *RATES], repo, base_env())
         with queue_workers(repo, tracked_env(MLFLOW_TRACKING_URI=uri), jobs=2):
