@@ -201,8 +201,8 @@ def test_sigkilled_courier_delivers_every_stage_run_exactly_once(tmp_path):
     stage(repo, "generate", env=base_env())
     outbox = Outbox(repo)
     client(f"sqlite:///{repo / 'mlflow.db'}").search_experiments()  # create the store once
-    # Five stage runs recorded while this test holds the courier lock: their couriers
-    # leave them pending.
+    # Five stage runs recorded while this test holds the courier lock: they start no
+    # courier (one is at work), so their entries stay pending.
     with courier_lock(outbox, wait=True):
         stage(repo, "train", env=env)
         stage(repo, "evaluate", env=env)
@@ -210,7 +210,7 @@ def test_sigkilled_courier_delivers_every_stage_run_exactly_once(tmp_path):
         stage(repo, "evaluate", env=env)
         stage(repo, "study", "study.grid={model.hidden: [[2], [4]]}", "train.epochs=200", env=env)
         deadline = time.monotonic() + 60
-        while courier_processes(repo):  # they found the lock held and exit
+        while courier_processes(repo):  # none should have started; any would leave
             assert time.monotonic() < deadline
             time.sleep(0.1)
     entries = [(entry_id(e), read_header(e)["kind"]) for e in outbox.pending()]
