@@ -492,8 +492,8 @@ class Outbox:
         again after it releases the lock, so an entry enqueued before this is asked
         gets delivered by it, with no courier of its own. Only tries the lock, never
         waits for it."""
-        self.make_dirs()
         try:
+            self.make_dirs()
             with open(self.lock_file, "a") as handle:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released on close
         except BlockingIOError:
