@@ -328,6 +328,9 @@ class TerminalStage:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=slave,
+            # As from a terminal: a suite started as a background job, where the shell
+            # ignores SIGINT, would otherwise hand the stage an ignored Ctrl-C.
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
         os.close(slave)
         self._master = master
