@@ -3,6 +3,8 @@ basic-auth`, bound to 127.0.0.1): the stages pass MLFLOW_TRACKING_USERNAME /
 MLFLOW_TRACKING_PASSWORD to it; a wrong password is a one-line exit-2 error before
 training, and the right one gets the run delivered."""
 
+import configparser
+import importlib.util
 import sys
 from pathlib import Path
 
@@ -16,22 +18,28 @@ pytestmark = pytest.mark.slow
 ADMIN_PASSWORD = "xornet-tests-Secret-1"  # the first start creates user admin with it
 
 
+def auth_config(server_dir: Path) -> Path:
+    """MLflow's own basic_auth.ini with the users in ``server_dir`` and its opt-in
+    credential cache on: without it the server runs a password hash for every
+    request, seconds of CPU per delivery."""
+    spec = importlib.util.find_spec("mlflow")  # located, not imported
+    shipped = Path(spec.origin).parent / "server" / "auth" / "basic_auth.ini"
+    config = configparser.ConfigParser()
+    config.read(shipped)
+    config["mlflow"]["database_uri"] = f"sqlite:///{server_dir / 'basic_auth.db'}"
+    config["mlflow"]["auth_cache_ttl_seconds"] = "600"
+    path = server_dir / "basic_auth.ini"
+    with open(path, "w") as handle:
+        config.write(handle)
+    return path
+
+
 def test_basic_auth_server_refuses_a_wrong_password_before_training(tmp_path, monkeypatch):
     port = free_port()
     uri = f"http://127.0.0.1:{port}"
     server_dir = tmp_path / "server"
     server_dir.mkdir()
-    # MLflow's own basic_auth.ini, with its opt-in credential cache: without it the
-    # server runs a password hash for every request, seconds of CPU per delivery.
-    config = server_dir / "basic_auth.ini"
-    config.write_text(
-        "[mlflow]\n"
-        "default_permission = READ\n"
-        f"database_uri = sqlite:///{server_dir / 'basic_auth.db'}\n"
-        "admin_username = admin\n"
-        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
-        "auth_cache_ttl_seconds = 600\n"
-    )
+    config = auth_config(server_dir)
     command = mlflow_server(
         port,
         f"sqlite:///{server_dir / 'server.db'}",
