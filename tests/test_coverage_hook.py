@@ -30,7 +30,8 @@ def measured_env(data_dir: Path, monkeypatch) -> dict[str, str]:
 
 
 def measured_lines(data_dir: Path, module: str) -> set[int]:
-    """The lines of src/xornet/<module> in the one data file in ``data_dir``."""
+    """The lines of the one measured file ending in ``module``, from the one data file in
+    ``data_dir`` (an error if there are several or none of either)."""
     (data_file,) = data_dir.glob(".coverage.*")
     data = coverage.CoverageData(str(data_file))
     data.read()
@@ -51,17 +52,10 @@ def test_a_subprocess_starts_coverage_at_its_first_xornet_import(tmp_path, monke
     assert not list(tmp_path.glob(".coverage*"))
 
     assert probe("import xornet.core.activations", env) == "['coverage', 'xornet']"
-    data_files = list(tmp_path.glob(".coverage.*"))
-    assert len(data_files) == 1
-    data = coverage.CoverageData(str(data_files[0]))
-    data.read()
-    measured = {f.replace("\\", "/") for f in data.measured_files()}
-    assert any(f.endswith("xornet/core/activations.py") for f in measured), measured
-    # Coverage started before the module's first line: its imports are in the data.
-    module = next(f for f in data.measured_files() if f.endswith("activations.py"))
-    source = (REPO_ROOT / "src/xornet/core/activations.py").read_text().splitlines()
-    first_import = next(i for i, line in enumerate(source, 1) if line.startswith("from "))
-    assert first_import in data.lines(module)
+    # One data file, with the module; coverage started before the module's first line:
+    # its imports are in the data.
+    lines = measured_lines(tmp_path, "xornet/core/activations.py")
+    assert line_of("core/activations.py", "from ") in lines
 
     # A queued experiment's processes, handed unmeasured(env), import xornet untraced.
     assert probe("import xornet.core.activations", unmeasured(env)) == "['xornet']"
