@@ -7,7 +7,7 @@ Usage::
 
 Most of the train stage's time at issue 18's sizes is float64 ``exp`` / ``log``,
 which NumPy runs as scalar C-library calls on AVX2 CPUs. ``0.5 + 0.5 * tanh(z / 2)``
-is the same function written with ``tanh``, which NumPy has SIMD loops for. This
+is the same function written with ``tanh``, which NumPy vectorises on some CPUs. This
 times, on the same array in the same run, xornet's sigmoid (``exp`` form) and the
 tanh form, each into a preallocated output, and the bare ufuncs, and reports each
 as a ratio to xornet's sigmoid (below 1 is faster). It also prints the tanh form's
