@@ -35,6 +35,7 @@ from conftest import (
     make_clone,
     run,
     set_params,
+    unmeasured,
     wait_for_delivery,
 )
 from xornet.tracking.courier import TRACE_ENV, courier_lock
@@ -118,11 +119,15 @@ def alive(pid: int) -> bool:
 @contextlib.contextmanager
 def warm_couriers(repo: Path, env: dict[str, str]) -> Iterator[Callable[[], int]]:
     """Yields a function that starts a courier for ``repo`` and returns its pid: forked
-    from tests/warm_courier.py, which has imported MLflow once for all of them."""
+    from tests/warm_courier.py, which has imported MLflow once for all of them.
+
+    Unmeasured: a forked courier ends by SIGKILL or ``os._exit``, so coverage would
+    never save what it traced, and tracing made each one ~40 % slower. The flush that
+    cleans up after them is measured."""
     launcher = subprocess.Popen(
         [sys.executable, str(Path(__file__).with_name("warm_courier.py")), str(repo)],
         cwd=repo,
-        env=env,
+        env=unmeasured(env),
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
