@@ -299,5 +299,5 @@ def test_a_courier_is_started_only_when_none_is_at_work(tmp_path, monkeypatch):
     assert not box.courier_at_work()
     box.start_courier()
     (args,) = started
-    assert args[1:] == ["-m", "xornet.tracking.courier", "deliver", "--root", str(tmp_path)]
+    assert args[1:] == ["-m", "xornet.tracking.courier", "deliver", f"--root={tmp_path}"]
     assert not box.courier_at_work()  # asking never keeps the lock

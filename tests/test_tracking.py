@@ -27,7 +27,7 @@ from conftest import (
     wait_for_delivery,
 )
 from xornet.errors import BadInput
-from xornet.tracking.courier import TRACE_ENV, courier_lock
+from xornet.tracking.courier import TRACE_ENV, courier_lock, lock_holder
 from xornet.tracking.outbox import Outbox, entry_id, read_header, resolve_store
 
 TRAIN_OUTPUTS = ["models/model.npz", "models/snapshots.npz", "metrics/history.csv"]
@@ -423,6 +423,80 @@ def test_stages_ending_while_a_courier_delivers_leave_their_runs_to_it(repo):
     log = outbox.log_file.read_text()
     assert len(re.findall(r"courier\[\d+\]: \w+: delivered to run", log)) == 2, log
     assert len(set(re.findall(r"courier\[(\d+)\]", log))) == 1, log  # one courier did both
+
+
+def courier_for(repo: Path, runner: int) -> subprocess.Popen:
+    """`xornet-track deliver` handed a pidfd of process ``runner``, as a stage DVC runs
+    starts it (its output piped here rather than into courier.log)."""
+    pidfd = os.pidfd_open(runner)
+    try:
+        return subprocess.Popen(
+            [sys.executable, "-m", "xornet.tracking.courier", "deliver"]
+            + [f"--root={repo}", f"--runner-pidfd={pidfd}"],
+            cwd=repo,
+            env=tracked_env(),
+            pass_fds=(pidfd,),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+    finally:
+        os.close(pidfd)
+
+
+@slow
+def test_a_courier_handed_its_runner_delivers_until_the_runner_ends(repo):
+    """What a stage DVC runs starts: a courier holding a pidfd of the `dvc` process.
+    It stays at work while that runs — later stages' entries need no courier of their
+    own — delivering each as it arrives, and leaves once the runner has ended."""
+    outbox = Outbox(repo)
+    runner = subprocess.Popen(["sleep", "300"])
+    courier = courier_for(repo, runner.pid)
+    try:
+        deadline = time.monotonic() + 60
+        while lock_holder(outbox.lock_file) != courier.pid:
+            assert courier.poll() is None, f"the courier exited {courier.returncode}"
+            assert time.monotonic() < deadline, "the courier never took the lock"
+            time.sleep(0.05)
+        stage(repo, "train", f"train.epochs={EPOCHS}")
+        stage(repo, "evaluate")
+        assert courier_processes(repo) == [courier.pid]  # neither stage started one
+        deadline = time.monotonic() + 120
+        while outbox.pending():
+            assert time.monotonic() < deadline, "the courier delivered nothing"
+            time.sleep(0.1)
+        assert courier.poll() is None  # at work while its runner runs
+        runner.kill()
+        runner.wait()
+        log, _ = courier.communicate(timeout=30)
+        assert courier.returncode == 0, log
+    finally:
+        for proc in (runner, courier):
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    (training,) = runs_of(repo)
+    assert training.info.status == "FINISHED"
+    assert "test_accuracy" in training.data.metrics
+    delivered = re.findall(r"courier\[(\d+)\]: \w+: delivered to run", log)
+    assert delivered == [str(courier.pid)] * 2, log
+
+
+def test_a_courier_whose_runner_has_ended_leaves_at_once(repo):
+    """A runner gone before the courier looks (a dvc that ended meanwhile): the courier
+    delivers what is pending (nothing here) and exits instead of waiting."""
+    runner = subprocess.Popen(["true"])
+    os.waitid(os.P_PID, runner.pid, os.WEXITED | os.WNOWAIT)  # ended, not yet reaped
+    courier = courier_for(repo, runner.pid)
+    runner.wait()
+    try:
+        log, _ = courier.communicate(timeout=120)
+    finally:
+        if courier.poll() is None:
+            courier.kill()
+            courier.wait()
+    assert courier.returncode == 0, log
+    assert not (repo / "mlflow.db").exists()  # nothing to deliver: no store opened
 
 
 @slow

@@ -6,6 +6,7 @@ models:/xornet@champion --env-manager local` answering XOR over HTTP."""
 
 import hashlib
 import json
+import re
 import urllib.request
 from pathlib import Path
 
@@ -143,6 +144,10 @@ def test_repro_on_a_fresh_clone_records_exactly_one_complete_run(reproduced, tmp
     assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
     assert child.info.run_name == "base"
     assert parent.info.status == child.info.status == "FINISHED"
+    # One courier, kept at work by `dvc repro`, delivered all four stages' entries.
+    log = (reproduced / ".xornet" / "outbox" / "courier.log").read_text()
+    couriers = re.findall(r"courier\[(\d+)\]: \w+: delivered to run", log)
+    assert len(couriers) == 4 and len(set(couriers)) == 1, log
     tags = only.data.tags
     head = run(["git", "rev-parse", "HEAD"], reproduced).stdout.strip()
     assert tags["mlflow.source.git.commit"] == head

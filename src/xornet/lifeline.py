@@ -9,7 +9,8 @@ So the stage watches its *guardians*: the parent (the kernel's parent-death sign
 and, while a guardian is a ``<shell> -c`` wrapper, that wrapper's parent too (a
 pidfd polled by a daemon thread). When any of them exits the stage gets SIGTERM,
 as if DVC had sent it. Linux only; elsewhere a no-op. Processes the stage starts do
-not inherit any of it: its tracking courier lives on.
+not inherit any of it: its tracking courier lives on, and is handed a pidfd of the
+process the stage runs for (:func:`runner_pidfd`) to keep delivering while it lives.
 """
 
 import contextlib
@@ -64,8 +65,9 @@ def _watch(pidfds: list[int]) -> None:
 
 
 def _watch_wrapper_parent(wrapper: int, parent: int) -> int | None:
-    """A pidfd for ``parent``, checked to be the wrapper's parent still (a PID reused
-    between reading it and opening it would no longer be); ``None`` if it is gone."""
+    """A pidfd for ``parent``, checked to be the parent of ``wrapper`` still (a PID
+    reused between reading it and opening it would no longer be); ``None`` if it is
+    gone."""
     try:
         pidfd = os.pidfd_open(parent)
     except ProcessLookupError:
@@ -77,6 +79,26 @@ def _watch_wrapper_parent(wrapper: int, parent: int) -> int | None:
         pass
     os.close(pidfd)
     return None
+
+
+def runner_pidfd() -> int | None:
+    """A pidfd for the process this one runs for: its parent or, past ``<shell> -c``
+    wrappers, the process they run for (``dvc``, for a stage DVC runs). Checked to
+    be that process still after opening, so a reused PID is never watched. ``None``
+    when it is gone already or this system cannot tell (no ``/proc``, no pidfds)."""
+    if not sys.platform.startswith("linux") or os.getppid() != PARENT_AT_IMPORT:
+        return None
+    child, parent = os.getpid(), PARENT_AT_IMPORT
+    try:
+        for _ in range(MAX_WRAPPERS):
+            if not is_shell_wrapper(parent):
+                break
+            child, parent = parent, _parent_of(parent)
+        if parent <= 1:
+            return None
+        return _watch_wrapper_parent(child, parent)
+    except (OSError, ValueError, IndexError, AttributeError):
+        return None
 
 
 def die_with_guardians() -> None:

@@ -15,7 +15,9 @@ Stages start ``python -m xornet.tracking.courier deliver --root ROOT`` in the ba
 after they enqueue an entry, unless a courier is at work already. Only one courier
 delivers at a time (an exclusive lock on ``courier.lock``); a second one exits at
 once, before importing MLflow, and the one at work looks again after releasing the
-lock, so no entry is left behind: one courier delivers a whole ``dvc repro``. Delivery is
+lock, so no entry is left behind. A stage DVC runs hands its courier a pidfd of the
+``dvc`` process, and the courier stays at work until that ends: one courier (one
+MLflow import) delivers a whole ``dvc repro`` or queued experiment. Delivery is
 idempotent (:mod:`xornet.tracking.mlflow_writer`): a courier stopped at any moment
 — SIGTERM between two MLflow calls, SIGKILL anywhere — leaves its entry
 pending, and the next delivery replaces what it left, so each entry becomes
@@ -25,6 +27,7 @@ exactly one set of runs.
 import contextlib
 import fcntl
 import os
+import select
 import shutil
 import signal
 import sys
@@ -44,6 +47,8 @@ from xornet.tracking.outbox import (
     read_header,
 )
 
+# How often a courier kept at work by its runner (deliver_in_background) looks for entries.
+RUNNER_POLL_S = 0.25
 TRACE_ENV = "XORNET_COURIER_TRACE"  # a file the courier appends each delivery step to (tests)
 
 
@@ -150,11 +155,23 @@ def drain(outbox: Outbox, courier: Any) -> list[tuple[Path, str]]:
     return failures
 
 
-def deliver_in_background(root: Path) -> None:
+def running(pidfd: int, timeout: float) -> bool:
+    """Whether the process behind ``pidfd`` still runs after waiting up to ``timeout``
+    seconds for it to exit (a pidfd turns readable when its process exits)."""
+    readable, _, _ = select.select([pidfd], [], [], timeout)
+    return not readable
+
+
+def deliver_in_background(root: Path, runner: int | None = None) -> None:
     """What a stage starts: deliver until the outbox is empty, unless a courier is
     already at work (it will see this stage's entry: it looks again after it
     releases the lock). MLflow is imported only once the lock is held: the import
-    costs seconds, wasted by a courier that finds another at work."""
+    costs seconds, wasted by a courier that finds another at work.
+
+    ``runner``, a pidfd of the ``dvc`` process running the stages, keeps this courier
+    at work (the lock held, the outbox looked at every ``RUNNER_POLL_S``) until that
+    process ends: the later stages of a ``dvc repro`` or queued experiment then start
+    no courier of their own, and one courier delivers them all."""
     outbox = Outbox(root)
     courier = None
     first = True
@@ -168,6 +185,11 @@ def deliver_in_background(root: Path) -> None:
 
                 courier = Courier(root)
             outbox.sweep_abandoned()
+            drain(outbox, courier)
+            while runner is not None and running(runner, RUNNER_POLL_S):
+                if outbox.pending():
+                    drain(outbox, courier)
+            runner = None
             drain(outbox, courier)
 
 
@@ -336,9 +358,15 @@ def discard_command(wanted: str, root: Path | None) -> None:
 
 @track.command("deliver", hidden=True)
 @ROOT_OPTION
-def deliver_command(root: Path | None) -> None:
+@click.option(
+    "--runner-pidfd",
+    type=click.IntRange(min=0),
+    default=None,
+    help="An inherited pidfd of the process running the stages: deliver until it ends.",
+)
+def deliver_command(root: Path | None, runner_pidfd: int | None) -> None:
     """Deliver pending entries unless another courier is at work (started by stages)."""
-    deliver_in_background(find_root(root))
+    deliver_in_background(find_root(root), runner_pidfd)
 
 
 def entry_point() -> None:

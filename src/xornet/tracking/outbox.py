@@ -65,6 +65,7 @@ from xornet.core.training import History
 from xornet.errors import BadInput, Failure
 from xornet.files.atomic import hold_signals
 from xornet.files.tables import HISTORY_HEADER
+from xornet.lifeline import runner_pidfd
 
 ENTRY_FORMAT = 2
 OUTBOX_DIR = Path(".xornet") / "outbox"
@@ -509,7 +510,9 @@ class Outbox:
         It runs in its own session, so Ctrl-C in the terminal or DVC ending the
         stage does not stop it, with the project root's library when there is
         one: a queued experiment's copy, where this stage may run, is deleted
-        soon after the stage ends.
+        soon after the stage ends. A stage DVC runs (``DVC_STAGE`` set) hands it
+        a pidfd of the ``dvc`` process: it stays at work while that runs, so the
+        later stages' entries need no courier (and no MLflow import) of their own.
         """
         if self.courier_at_work():
             return
@@ -525,23 +528,25 @@ class Outbox:
         )
         if self.log_file.is_file() and self.log_file.stat().st_size > LOG_LIMIT:
             os.replace(self.log_file, self.log_file.with_suffix(".log.1"))
-        with open(self.log_file, "ab") as log:
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "xornet.tracking.courier",
-                    "deliver",
-                    "--root",
-                    str(self.root),
-                ],
-                cwd=self.root,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-                start_new_session=True,
-            )
+        args = [sys.executable, "-m", "xornet.tracking.courier", "deliver", f"--root={self.root}"]
+        runner = runner_pidfd() if os.environ.get("DVC_STAGE") else None
+        if runner is not None:
+            args.append(f"--runner-pidfd={runner}")
+        try:
+            with open(self.log_file, "ab") as log:
+                subprocess.Popen(
+                    args,
+                    cwd=self.root,
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=log,
+                    start_new_session=True,
+                    pass_fds=() if runner is None else (runner,),
+                )
+        finally:
+            if runner is not None:
+                os.close(runner)
 
 
 def read_header(entry: Path) -> dict[str, Any]:
