@@ -5,6 +5,7 @@ outbox: stages that never import MLflow, a background courier that delivers, ret
 and survives being stopped. (tests/test_tracking_dvc.py drives the same through dvc,
 a real server and serving.)"""
 
+import contextlib
 import hashlib
 import os
 import re
@@ -14,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -50,9 +52,64 @@ def client(repo: Path):
     return MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
 
 
-def runs_of(repo: Path, experiment: str = "xornet") -> list:
-    """The experiment's runs, once the background courier has delivered them all."""
-    wait_for_delivery(repo)
+def courier_for(repo: Path, runner: int) -> subprocess.Popen:
+    """`xornet-track deliver` handed a pidfd of process ``runner``, as a stage DVC runs
+    starts it (its output piped here rather than into courier.log)."""
+    pidfd = os.pidfd_open(runner)
+    try:
+        return subprocess.Popen(
+            [sys.executable, "-m", "xornet.tracking.courier", "deliver"]
+            + [f"--root={repo}", f"--runner-pidfd={pidfd}"],
+            cwd=repo,
+            env=tracked_env(),
+            pass_fds=(pidfd,),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+    finally:
+        os.close(pidfd)
+
+
+@contextlib.contextmanager
+def kept_courier(repo: Path) -> Iterator[subprocess.Popen]:
+    """One courier for the whole block, kept at work as `dvc repro` keeps one (its
+    runner a `sleep`, ended on the way out): the stages run inside leave their entries
+    to it (:func:`runs_of` with ``kept``). On the way out it delivers what is left
+    and exits."""
+    runner = subprocess.Popen(["sleep", "600"])
+    courier = courier_for(repo, runner.pid)
+    try:
+        deadline = time.monotonic() + 60
+        while lock_holder(Outbox(repo).lock_file) != courier.pid:
+            assert courier.poll() is None, f"the courier exited {courier.returncode}"
+            assert time.monotonic() < deadline, "the courier never took the lock"
+            time.sleep(0.05)
+        yield courier
+        runner.kill()
+        log, _ = courier.communicate(timeout=120)
+        assert courier.returncode == 0, log
+    finally:
+        for proc in (runner, courier):
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+
+
+def runs_of(repo: Path, experiment: str = "xornet", kept: subprocess.Popen | None = None) -> list:
+    """The experiment's runs, once the background courier has delivered them all —
+    or, with a courier ``kept`` at work (:func:`kept_courier`), once it has delivered
+    every pending entry (it deletes each as it is delivered)."""
+    if kept is None:
+        wait_for_delivery(repo)
+    else:
+        outbox = Outbox(repo)
+        deadline = time.monotonic() + 300
+        while outbox.pending():
+            assert kept.poll() is None, f"the kept courier exited {kept.returncode}"
+            assert time.monotonic() < deadline, "the kept courier delivered nothing"
+            time.sleep(0.1)
+        assert not outbox.failed()
     c = client(repo)
     exp = c.get_experiment_by_name(experiment)
     if exp is None:
@@ -163,62 +220,72 @@ def test_tracking_off_never_imports_mlflow(repo, flag, sets):
 
 @slow
 def test_stages_fill_one_run_and_changed_params_get_child_runs(repo):
-    # The stages record; the courier they start delivers: they never import MLflow.
-    for name, sets in (("train", [f"--set=train.epochs={EPOCHS}"]), ("evaluate", []), ("plot", [])):
-        proc = run(
-            [sys.executable, "-X", "importtime", f"stages/{name}.py", *sets], repo, tracked_env()
-        )
-        imported = [line.split("|")[-1].strip() for line in proc.stderr.splitlines()]
-        assert not [m for m in imported if m.split(".")[0] == "mlflow"], name
-    (training,) = runs_of(repo)
-    c = client(repo)
-    assert training.info.status == "FINISHED"
-    params = training.data.params
-    assert params["train.epochs"] == str(EPOCHS)
-    assert params["model.hidden"] == "[8]"
-    assert params["evaluate.threshold"] == "0.5"
-    assert {"data.kind", "train.learning_rate", "plot.dpi"} <= set(params)
-    for key in ("train_loss", "val_loss", "val_accuracy"):
-        history = c.get_metric_history(training.info.run_id, key)
-        assert sorted(m.step for m in history) == list(range(1, EPOCHS + 1))
-    metrics = training.data.metrics
-    for key in ("final_train_loss", "test_accuracy", "test_loss", "test_precision", "test_f1"):
-        assert key in metrics
-    model_bytes = (repo / "models/model.npz").read_bytes()
-    tags = training.data.tags
-    assert tags["xornet.model.sha256"] == hashlib.sha256(model_bytes).hexdigest()
-    assert tags["xornet.model.md5"] == hashlib.md5(model_bytes).hexdigest()
-    train_bytes = (repo / "data/train.npz").read_bytes()
-    assert tags["xornet.data.train.sha256"] == hashlib.sha256(train_bytes).hexdigest()
-    head = run(["git", "rev-parse", "HEAD"], repo).stdout.strip()
-    assert tags["mlflow.source.git.commit"] == head
-    folders = {a.path for a in c.list_artifacts(training.info.run_id)}
-    assert {"train", "evaluate", "plots"} <= folders
-    files = {a.path for a in c.list_artifacts(training.info.run_id, "train")}
-    assert {"train/model.npz", "train/history.csv", "train/train.json"} <= files
+    # One courier delivers all seven stage runs, as one does for a `dvc repro` (the
+    # courier tests below cover stages that start their own).
+    with kept_courier(repo) as courier:
+        # The stages record; the courier delivers: they never import MLflow.
+        for name, sets in (
+            ("train", [f"--set=train.epochs={EPOCHS}"]),
+            ("evaluate", []),
+            ("plot", []),
+        ):
+            proc = run(
+                [sys.executable, "-X", "importtime", f"stages/{name}.py", *sets],
+                repo,
+                tracked_env(),
+            )
+            imported = [line.split("|")[-1].strip() for line in proc.stderr.splitlines()]
+            assert not [m for m in imported if m.split(".")[0] == "mlflow"], name
+        assert courier_processes(repo) == [courier.pid]  # no stage started one
+        (training,) = runs_of(repo, kept=courier)
+        c = client(repo)
+        assert training.info.status == "FINISHED"
+        params = training.data.params
+        assert params["train.epochs"] == str(EPOCHS)
+        assert params["model.hidden"] == "[8]"
+        assert params["evaluate.threshold"] == "0.5"
+        assert {"data.kind", "train.learning_rate", "plot.dpi"} <= set(params)
+        for key in ("train_loss", "val_loss", "val_accuracy"):
+            history = c.get_metric_history(training.info.run_id, key)
+            assert sorted(m.step for m in history) == list(range(1, EPOCHS + 1))
+        metrics = training.data.metrics
+        for key in ("final_train_loss", "test_accuracy", "test_loss", "test_precision", "test_f1"):
+            assert key in metrics
+        model_bytes = (repo / "models/model.npz").read_bytes()
+        tags = training.data.tags
+        assert tags["xornet.model.sha256"] == hashlib.sha256(model_bytes).hexdigest()
+        assert tags["xornet.model.md5"] == hashlib.md5(model_bytes).hexdigest()
+        train_bytes = (repo / "data/train.npz").read_bytes()
+        assert tags["xornet.data.train.sha256"] == hashlib.sha256(train_bytes).hexdigest()
+        head = run(["git", "rev-parse", "HEAD"], repo).stdout.strip()
+        assert tags["mlflow.source.git.commit"] == head
+        folders = {a.path for a in c.list_artifacts(training.info.run_id)}
+        assert {"train", "evaluate", "plots"} <= folders
+        files = {a.path for a in c.list_artifacts(training.info.run_id, "train")}
+        assert {"train/model.npz", "train/history.csv", "train/train.json"} <= files
 
-    # Only evaluate's params change: a child run holds the new threshold and its results.
-    stage(repo, "evaluate", "evaluate.threshold=0.7")
-    training, child = runs_of(repo)
-    assert training.data.params["evaluate.threshold"] == "0.5"
-    assert child.info.status == "FINISHED"
-    assert child.data.tags["mlflow.parentRunId"] == training.info.run_id
-    assert child.data.params["evaluate.threshold"] == "0.7"
-    assert child.data.params["train.epochs"] == str(EPOCHS)
-    assert not any(key.startswith("plot.") for key in child.data.params)
-    assert "test_accuracy" in child.data.metrics
-    # The same params again attach to that child; plot (unchanged params) follows it.
-    stage(repo, "evaluate", "evaluate.threshold=0.7")
-    stage(repo, "plot")
-    training, child = runs_of(repo)
-    assert child.data.params["plot.dpi"] == "100"
-    # A plot param change: a child of the training run that keeps the 0.7 evaluation.
-    stage(repo, "plot", "plot.dpi=50")
-    *_, plot_child = runs_of(repo)
-    assert plot_child.data.tags["mlflow.parentRunId"] == training.info.run_id
-    assert plot_child.data.params["plot.dpi"] == "50"
-    assert plot_child.data.params["evaluate.threshold"] == "0.7"
-    assert len(runs_of(repo)) == 3
+        # Only evaluate's params change: a child run holds the new threshold and its results.
+        stage(repo, "evaluate", "evaluate.threshold=0.7")
+        training, child = runs_of(repo, kept=courier)
+        assert training.data.params["evaluate.threshold"] == "0.5"
+        assert child.info.status == "FINISHED"
+        assert child.data.tags["mlflow.parentRunId"] == training.info.run_id
+        assert child.data.params["evaluate.threshold"] == "0.7"
+        assert child.data.params["train.epochs"] == str(EPOCHS)
+        assert not any(key.startswith("plot.") for key in child.data.params)
+        assert "test_accuracy" in child.data.metrics
+        # The same params again attach to that child; plot (unchanged params) follows it.
+        stage(repo, "evaluate", "evaluate.threshold=0.7")
+        stage(repo, "plot")
+        training, child = runs_of(repo, kept=courier)
+        assert child.data.params["plot.dpi"] == "100"
+        # A plot param change: a child of the training run that keeps the 0.7 evaluation.
+        stage(repo, "plot", "plot.dpi=50")
+        *_, plot_child = runs_of(repo, kept=courier)
+        assert plot_child.data.tags["mlflow.parentRunId"] == training.info.run_id
+        assert plot_child.data.params["plot.dpi"] == "50"
+        assert plot_child.data.params["evaluate.threshold"] == "0.7"
+        assert len(runs_of(repo, kept=courier)) == 3
     assert not running(repo)
 
 
@@ -423,25 +490,6 @@ def test_stages_ending_while_a_courier_delivers_leave_their_runs_to_it(repo):
     log = outbox.log_file.read_text()
     assert len(re.findall(r"courier\[\d+\]: \w+: delivered to run", log)) == 2, log
     assert len(set(re.findall(r"courier\[(\d+)\]", log))) == 1, log  # one courier did both
-
-
-def courier_for(repo: Path, runner: int) -> subprocess.Popen:
-    """`xornet-track deliver` handed a pidfd of process ``runner``, as a stage DVC runs
-    starts it (its output piped here rather than into courier.log)."""
-    pidfd = os.pidfd_open(runner)
-    try:
-        return subprocess.Popen(
-            [sys.executable, "-m", "xornet.tracking.courier", "deliver"]
-            + [f"--root={repo}", f"--runner-pidfd={pidfd}"],
-            cwd=repo,
-            env=tracked_env(),
-            pass_fds=(pidfd,),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-    finally:
-        os.close(pidfd)
 
 
 @slow
