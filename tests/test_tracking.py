@@ -76,7 +76,7 @@ def kept_courier(repo: Path) -> Iterator[subprocess.Popen]:
     """One courier for the whole block, kept at work as `dvc repro` keeps one (its
     runner a `sleep`, ended on the way out): the stages run inside leave their entries
     to it (:func:`runs_of` with ``kept``). On the way out it delivers what is left
-    and exits."""
+    and exits; what it printed is then its ``output``."""
     runner = subprocess.Popen(["sleep", "600"])
     courier = courier_for(repo, runner.pid)
     try:
@@ -87,8 +87,8 @@ def kept_courier(repo: Path) -> Iterator[subprocess.Popen]:
             time.sleep(0.05)
         yield courier
         runner.kill()
-        log, _ = courier.communicate(timeout=120)
-        assert courier.returncode == 0, log
+        courier.output, _ = courier.communicate(timeout=120)  # type: ignore[attr-defined]
+        assert courier.returncode == 0, courier.output  # type: ignore[attr-defined]
     finally:
         for proc in (runner, courier):
             if proc.poll() is None:
@@ -497,37 +497,17 @@ def test_a_courier_handed_its_runner_delivers_until_the_runner_ends(repo):
     """What a stage DVC runs starts: a courier holding a pidfd of the `dvc` process.
     It stays at work while that runs — later stages' entries need no courier of their
     own — delivering each as it arrives, and leaves once the runner has ended."""
-    outbox = Outbox(repo)
-    runner = subprocess.Popen(["sleep", "300"])
-    courier = courier_for(repo, runner.pid)
-    try:
-        deadline = time.monotonic() + 60
-        while lock_holder(outbox.lock_file) != courier.pid:
-            assert courier.poll() is None, f"the courier exited {courier.returncode}"
-            assert time.monotonic() < deadline, "the courier never took the lock"
-            time.sleep(0.05)
+    with kept_courier(repo) as courier:  # took the lock, and holds it with nothing to do
         stage(repo, "train", f"train.epochs={EPOCHS}")
         stage(repo, "evaluate")
         assert courier_processes(repo) == [courier.pid]  # neither stage started one
-        deadline = time.monotonic() + 120
-        while outbox.pending():
-            assert time.monotonic() < deadline, "the courier delivered nothing"
-            time.sleep(0.1)
-        assert courier.poll() is None  # at work while its runner runs
-        runner.kill()
-        runner.wait()
-        log, _ = courier.communicate(timeout=30)
-        assert courier.returncode == 0, log
-    finally:
-        for proc in (runner, courier):
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-    (training,) = runs_of(repo)
+        (training,) = runs_of(repo, kept=courier)  # delivered while the runner runs
+        assert courier.poll() is None  # and still at work
     assert training.info.status == "FINISHED"
     assert "test_accuracy" in training.data.metrics
-    delivered = re.findall(r"courier\[(\d+)\]: \w+: delivered to run", log)
-    assert delivered == [str(courier.pid)] * 2, log
+    delivered = re.findall(r"courier\[(\d+)\]: \w+: delivered to run", courier.output)
+    assert delivered == [str(courier.pid)] * 2, courier.output
+    assert not courier_processes(repo)  # gone with its runner
 
 
 def test_a_courier_whose_runner_has_ended_leaves_at_once(repo):
