@@ -1,6 +1,7 @@
 """`xornet.lifeline.runner_pidfd`: the process a stage runs for, found past the shell
 wrappers DVC puts between itself and the stage, as a pidfd of that very process."""
 
+import os
 import shlex
 import subprocess
 import sys
@@ -58,3 +59,19 @@ def test_nested_wrappers_are_passed_too():
     inner = f"{shlex.quote(sys.executable)} -c {shlex.quote(CHILD)}; true"
     runner, found = runner_and_found("/bin/sh", "-c", f"/bin/sh -c {shlex.quote(inner)}; true")
     assert found == str(runner)
+
+
+def test_is_pidfd_tells_a_pidfd_from_other_and_closed_fds(tmp_path):
+    from xornet.lifeline import is_pidfd
+
+    pidfd = os.pidfd_open(os.getpid())
+    with open(tmp_path / "file", "w") as plain:
+        read_end, write_end = os.pipe()
+        try:
+            assert is_pidfd(pidfd)
+            assert not is_pidfd(plain.fileno())
+            assert not is_pidfd(read_end)
+        finally:
+            for fd in (pidfd, read_end, write_end):
+                os.close(fd)
+    assert not is_pidfd(pidfd)  # closed now

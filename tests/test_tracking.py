@@ -527,6 +527,35 @@ def test_a_courier_whose_runner_has_ended_leaves_at_once(repo):
     assert not (repo / "mlflow.db").exists()  # nothing to deliver: no store opened
 
 
+@pytest.mark.parametrize("handed", ["closed", "pipe"])
+def test_a_courier_handed_no_pidfd_is_a_one_line_exit_2(repo, handed):
+    """Only stages pass --runner-pidfd, with a pidfd they just opened; anything else
+    (an fd not open in the courier, or open but not a pidfd) is refused up front."""
+    read_end, write_end = os.pipe()
+    try:
+        fd = read_end if handed == "pipe" else 99
+        proc = subprocess.run(
+            [sys.executable, "-m", "xornet.tracking.courier", "deliver"]
+            + [f"--root={repo}", f"--runner-pidfd={fd}"],
+            cwd=repo,
+            env=tracked_env(),
+            pass_fds=(read_end,),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.splitlines() == [
+        f"xornet-track: error: Invalid value for '--runner-pidfd': {fd} is not an open pidfd"
+        " (stages pass one of the process they run for)"
+    ]
+    assert proc.stdout == ""
+    assert not (repo / "mlflow.db").exists()
+
+
 @slow
 def test_a_courier_stopped_mid_delivery_leaves_no_run_running_and_is_resumed(repo):
     from mlflow.entities import ViewType

@@ -81,6 +81,15 @@ def _watch_wrapper_parent(wrapper: int, parent: int) -> int | None:
     return None
 
 
+def is_pidfd(fd: int) -> bool:
+    """Whether ``fd`` is an open pidfd of this process (its fdinfo names a PID)."""
+    try:
+        info = Path(f"/proc/self/fdinfo/{fd}").read_text()
+    except OSError:
+        return False
+    return any(line.startswith("Pid:") for line in info.splitlines())
+
+
 def runner_pidfd() -> int | None:
     """A pidfd for the process this one runs for: its parent or, past ``<shell> -c``
     wrappers, the process they run for (``dvc``, for a stage DVC runs). Checked to

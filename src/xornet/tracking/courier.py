@@ -38,6 +38,7 @@ from typing import Any
 
 import click
 
+from xornet.lifeline import is_pidfd
 from xornet.tracking.outbox import (
     ENTRY_FILE,
     ERROR_FILE,
@@ -366,6 +367,11 @@ def discard_command(wanted: str, root: Path | None) -> None:
 )
 def deliver_command(root: Path | None, runner_pidfd: int | None) -> None:
     """Deliver pending entries unless another courier is at work (started by stages)."""
+    if runner_pidfd is not None and not is_pidfd(runner_pidfd):
+        raise click.BadParameter(
+            f"{runner_pidfd} is not an open pidfd (stages pass one of the process they run for)",
+            param_hint="'--runner-pidfd'",
+        )
     deliver_in_background(find_root(root), runner_pidfd)
 
 
