@@ -1,6 +1,9 @@
 """The training loop: divergence, determinism, mini-batches, float32, the tutorial's plateau."""
 
 import math
+import os
+import subprocess
+import sys
 import warnings
 
 import numpy as np
@@ -8,7 +11,7 @@ import pytest
 
 from xornet.core.data import generate
 from xornet.core.losses import LOSSES
-from xornet.core.model import MLP, Architecture
+from xornet.core.model import MAX_THREADS, MLP, Architecture
 from xornet.core.training import History, TrainConfig, train
 from xornet.errors import DivergenceError
 from xornet.files.models import save_model
@@ -302,6 +305,33 @@ def test_thread_count_does_not_change_the_bytes(monkeypatch):
         runs.append(train(make_model(hidden=(6,), seed=2), X, y, config, validation=(Xv, yv)))
     assert_identical(runs[0], runs[1])
     assert_identical(runs[0], runs[2])
+
+
+THREADS_IN_CHILD = """
+import os, sys
+if sys.argv[1] != "all":
+    os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+from xornet.core import model
+print(model.THREADS, len(os.sched_getaffinity(0)))
+"""
+
+
+@pytest.mark.parametrize("cpus", ["all", "one"])
+def test_blocks_get_one_thread_per_cpu_the_process_may_use(cpus):
+    """The default thread count follows the process's CPU affinity (`taskset` narrows it)."""
+    out = subprocess.run(
+        [sys.executable, "-c", THREADS_IN_CHILD, cpus],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout.split()
+    threads, allowed = int(out[0]), int(out[1])
+    assert threads == min(allowed, MAX_THREADS)
+    if cpus == "one":
+        assert threads == 1
+    else:
+        assert allowed == len(os.sched_getaffinity(0))
 
 
 def test_divergence_with_validation_reports_the_epoch_before():

@@ -88,6 +88,22 @@ def test_samples_train_from_the_data_files_sizes():
     assert big.total > 1000 * small.parts["data samples (n_samples)"]
 
 
+def test_each_thread_sharing_the_blocks_adds_a_workspace(monkeypatch):
+    """A batch of several blocks is shared by THREADS threads, each with its workspace
+    (4 buffers of every layer's units by block columns); a one-block batch uses one."""
+    part = "data samples (n_samples)"
+    many_blocks = params("data.n_samples=125000", "model.hidden=[16]")
+    arch = Architecture(2, (16,), "tanh")
+    workspace = 4 * sum(arch.layer_sizes) * footprint.auto_block(arch) * footprint.FLOAT
+    sizes = {}
+    for threads in (1, 2, 3):
+        monkeypatch.setattr(footprint, "THREADS", threads)
+        sizes[threads] = footprint.train_estimate(many_blocks).parts[part]
+        one_block = footprint.train_estimate(params()).parts[part]
+        assert one_block == sizes.setdefault("one block", one_block)
+    assert sizes[2] - sizes[1] == sizes[3] - sizes[2] == workspace
+
+
 def test_hidden_sizes():
     part = "model.hidden (weights)"
     grows(footprint.train_estimate, part, ("model.hidden=[8]",), ("model.hidden=[800]",))

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from xornet.config.schema import Params, grid_size
 from xornet.core.batched import MAX_ELEMENTS
-from xornet.core.model import Architecture, auto_block
+from xornet.core.model import THREADS, Architecture, auto_block
 from xornet.errors import ParamsError
 
 FLOAT = 8  # bytes of a float64 / int64
@@ -115,7 +115,8 @@ def train_estimate(
     """The train stage on data of the given sizes (default: those ``params.data`` makes).
 
     - samples: the loaded data, the encoded batch ``[X; 1]`` and targets, one
-      gradient row per block of columns, the per-block workspace, the validation logits;
+      gradient row per block of columns, the per-block workspace of each thread (see
+      ``xornet.core.model.THREADS``), the validation logits;
     - hidden sizes: weights, gradient, optimizer state and copies;
     - train.epochs: the history (arrays, CSV rows and text);
     - train.epochs / train.snapshot_every: the weight snapshots for the animation.
@@ -131,7 +132,8 @@ def train_estimate(
     blocks = math.ceil(batch / block)
     encoded = (arch.n_inputs + 3) * FLOAT * (n + batch + v)
     block_grads = (blocks if blocks > 1 else 0) * arch.n_params * FLOAT
-    workspace = 4 * sum(sizes) * min(block, max(batch, v)) * FLOAT
+    threads = min(THREADS, blocks) if blocks > 1 else 1  # a workspace each
+    workspace = threads * 4 * sum(sizes) * min(block, max(batch, v)) * FLOAT
     samples = _data_bytes(n + v, arch.n_inputs) + encoded + workspace + v * FLOAT * 2
     return Estimate(
         "train",

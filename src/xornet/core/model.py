@@ -29,8 +29,8 @@ Three layout choices make this fast without changing the arithmetic:
    and ``block``. With several blocks, ``THREADS`` threads can share them
    (NumPy releases the GIL in its loops and OpenBLAS is pinned to one thread
    of its own): block k still lands in row k, so the bytes do not depend on
-   the thread count. On the 2-vCPU machine two threads did not pay (see
-   ``THREADS``), so one is the default.
+   the thread count. By default there is one thread per CPU the process may
+   run on (see ``THREADS``); a batch of one block runs on the caller's thread.
 4. Validation columns can ride along (``MLP.batch(..., validation=...)``):
    they sit after the training columns in the same blocks, so one forward
    pass gives the training loss before this epoch's update and the
@@ -51,6 +51,7 @@ faster than its log1p).
 
 import json
 import math
+import os
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -78,11 +79,23 @@ MIN_BLOCK = 256
 # ``block=DEFAULT_BLOCK`` (0) means: columns per block from :func:`auto_block`.
 DEFAULT_BLOCK = 0
 
-# Threads that share a batch's blocks (results do not depend on it). One: on the
-# 2-vCPU machine two threads were measured no faster at (100 000, 16) (34.3 vs
-# 32.6 ms per epoch, load 3-9; issue 18) and hold a second workspace (+3.4 MiB).
-# A machine with idle cores may set more (tests run 1, 2 and 3).
-THREADS = 1
+# Threads that share a batch's blocks, when it has several (results do not depend
+# on the count: tests run 1, 2 and 3). Each holds a workspace of its own.
+MAX_THREADS = 8
+
+
+def available_cpus() -> int:
+    """The CPUs this process may run on (its affinity: ``taskset`` narrows it)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+# One per CPU the process may use: on the idle 2-vCPU machine two threads train
+# (125 000, 16) 1.47x faster than one; on a machine kept busy by other work they
+# were measured ~5 % slower (34.3 vs 32.6 ms per epoch at (100 000, 16), load 3-9).
+THREADS = max(1, min(MAX_THREADS, available_cpus()))
 _pool: ThreadPoolExecutor | None = None
 
 
