@@ -7,7 +7,7 @@ from pathlib import Path
 
 import coverage
 
-from conftest import LAZY_COVERAGE_CONFIG, REPO_ROOT, base_env, unmeasured
+from conftest import LAZY_COVERAGE_CONFIG, REPO_ROOT, base_env, unmeasured, unmeasured_couriers
 
 PROBE = "import sys; {imports}; print(sorted({{'coverage', 'xornet'}} & set(sys.modules)))"
 
@@ -60,6 +60,24 @@ def test_a_subprocess_starts_coverage_at_its_first_xornet_import(tmp_path, monke
     # A queued experiment's processes, handed unmeasured(env), import xornet untraced.
     assert probe("import xornet.core.activations", unmeasured(env)) == "['xornet']"
     assert len(list(tmp_path.glob(".coverage.*"))) == 1
+
+
+def test_unmeasured_couriers_leaves_the_couriers_untraced_and_the_stages_measured(
+    tmp_path, monkeypatch
+):
+    env = unmeasured_couriers(measured_env(tmp_path, monkeypatch))
+    courier = [sys.executable, "-m", "xornet.tracking.courier", "deliver", "--help"]
+
+    def data_files() -> int:
+        return len(list(tmp_path.glob(".coverage.*")))
+
+    subprocess.run(courier, env=env, cwd=REPO_ROOT, check=True, capture_output=True)
+    assert data_files() == 0  # the courier imported xornet, untraced
+    assert probe("import xornet.core.activations", env) == "['coverage', 'xornet']"
+    assert data_files() == 1  # anything else (a stage) is measured
+    measured = measured_env(tmp_path, monkeypatch)
+    subprocess.run(courier, env=measured, cwd=REPO_ROOT, check=True, capture_output=True)
+    assert data_files() == 2  # and couriers are, without unmeasured_couriers
 
 
 def test_base_env_keeps_coverage_off_when_the_tests_do_not_measure(monkeypatch):

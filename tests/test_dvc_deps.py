@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import base_env, make_clone, run, set_params
+from conftest import LIGHT_PLOTS, base_env, make_clone, run, set_params
 
 PACKAGE = "src/xornet"
 TRACKING = "src/xornet/tracking"  # not a dep of any stage, on purpose (module docstring)
@@ -236,7 +236,7 @@ def test_the_committed_dvc_lock_records_the_code_and_params_as_they_are(clone):
 @pytest.mark.slow
 def test_editing_a_loss_makes_train_and_evaluate_stale_but_tracking_code_does_not(tmp_path):
     repo = make_clone(tmp_path / "xornet")
-    set_params(repo, train={"epochs": 200})
+    set_params(repo, train={"epochs": 200}, plot=LIGHT_PLOTS)
     run(["dvc", "repro"], repo)
     run(["git", "add", "-A"], repo)
     run(["git", "commit", "-qm", "reproduced"], repo)

@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 import pytest
 
-from conftest import make_clone, run, set_params
+from conftest import LIGHT_PLOTS, make_clone, run, set_params
 from xornet import cli
 from xornet.errors import BadInput, DivergenceError, Failure, Terminated
 
@@ -92,7 +92,7 @@ def test_every_failure_exit_of_run_gets_the_hint_under_dvc(
 def reproduced(tmp_path_factory) -> Path:
     """A clone (short training) in which `dvc repro` ran and was committed."""
     repo = make_clone(tmp_path_factory.mktemp("failure") / "xornet")
-    set_params(repo, train={"epochs": 200})
+    set_params(repo, train={"epochs": 200}, plot=LIGHT_PLOTS)
     run(["dvc", "repro"], repo)
     run(["git", "add", "-A"], repo)
     run(["git", "commit", "-qm", "reproduced"], repo)

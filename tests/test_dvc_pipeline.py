@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import OUTPUTS, exp_rows, make_clone, run, set_params
+from conftest import LIGHT_PLOTS, OUTPUTS, exp_rows, make_clone, run, set_params
 
 pytestmark = pytest.mark.slow
 
@@ -79,7 +79,7 @@ def test_plot_params_never_retrain(reproduced):
 
 def test_exp_run_with_set_param_changes_metrics(tmp_path):
     repo = make_clone(tmp_path / "xornet")
-    set_params(repo, train={"epochs": 200})
+    set_params(repo, train={"epochs": 200}, plot=LIGHT_PLOTS)
     run(["git", "commit", "-qam", "short training"], repo)
     run(["dvc", "exp", "run", "-n", "slow-lr"], repo)  # ensure a baseline result
     run(["dvc", "exp", "run", "-n", "fast-lr", "-S", "train.learning_rate=1.5"], repo)

@@ -29,6 +29,7 @@ from conftest import (
     run,
     set_params,
     unmeasured,
+    unmeasured_couriers,
     wait_for_delivery,
 )
 from xornet.tracking.outbox import Outbox
@@ -285,7 +286,7 @@ def test_dvc_repro_terminated_leaves_no_stage_and_no_unrecorded_outputs(clone, t
     recorded = {o["path"]: o["md5"] for o in lock["stages"]["train"]["outs"]}
     set_params(clone, train={"epochs": 1_000_000})
     # /bin/sh: on Debian dash, which stays the stage's parent (bash would exec it).
-    env = base_env(XORNET_TRACKING="1", SHELL="/bin/sh")
+    env = unmeasured_couriers(base_env(XORNET_TRACKING="1", SHELL="/bin/sh"))
     log = tmp_path / "repro.log"
     with open(log, "w") as out:
         dvc = subprocess.Popen(
@@ -336,7 +337,7 @@ def test_queued_experiments_killed_mid_training_end_their_stages_and_runs(clone)
     def trainers(running: bool = False) -> list[int]:
         return stage_pids(clone, running, wrappers=False)
 
-    env = base_env(XORNET_TRACKING="1", SHELL="/bin/sh")
+    env = unmeasured_couriers(base_env(XORNET_TRACKING="1", SHELL="/bin/sh"))
     for name in ("first", "second"):
         run(["dvc", "exp", "run", "--queue", "-n", name], clone, env)
     staging = Outbox(clone).staging

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import (
+    LIGHT_PLOTS,
     REPO_ROOT,
     base_env,
     exp_rows,
@@ -94,7 +95,7 @@ def test_bad_search_options_queue_nothing(tmp_path, args, words):
 @pytest.mark.slow
 def test_random_search_runs_on_the_dvc_queue(tmp_path):
     repo = make_clone(tmp_path / "xornet")
-    set_params(repo, train={"epochs": 150})
+    set_params(repo, train={"epochs": 150}, plot=LIGHT_PLOTS)
     run(["git", "commit", "-qam", "short training"], repo)
     proc = search(
         "-n",

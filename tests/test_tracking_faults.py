@@ -30,6 +30,7 @@ from servers import free_port, mlflow_server, start, stop, wait_http
 
 from conftest import (
     BIN_DIR,
+    LIGHT_PLOTS,
     base_env,
     courier_processes,
     make_clone,
@@ -199,7 +200,13 @@ def kill_courier_at(start_courier: Callable[[], int], trace: Path, target: dict)
 
 def test_sigkilled_courier_delivers_every_stage_run_exactly_once(tmp_path):
     repo = make_clone(tmp_path / "xornet")
-    set_params(repo, train={"epochs": EPOCHS}, study={"seeds": 4}, data={"n_samples": 400})
+    set_params(
+        repo,
+        train={"epochs": EPOCHS},
+        study={"seeds": 4},
+        data={"n_samples": 400},
+        plot=LIGHT_PLOTS,
+    )
     run(["git", "commit", "-qam", "shorter"], repo)  # run names show what differs from it
     trace = tmp_path / "trace.txt"
     env = tracked_env(**{TRACE_ENV: str(trace)})

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from servers import free_port, mlflow_server, start, stop, wait_http
 
-from conftest import base_env, make_clone, run, wait_for_delivery
+from conftest import base_env, make_clone, run, unmeasured_couriers, wait_for_delivery
 
 pytestmark = pytest.mark.slow
 
@@ -43,7 +43,7 @@ def page_text(url: str, profile: Path) -> str:
 @pytest.mark.skipif(BROWSER is None, reason="no headless Chromium")
 def test_the_readme_link_opens_the_runs_table_with_the_named_run(tmp_path):
     repo = make_clone(tmp_path / "xornet")
-    env = base_env(XORNET_TRACKING="1")
+    env = unmeasured_couriers(base_env(XORNET_TRACKING="1"))
     run([sys.executable, "stages/generate.py"], repo, env)
     run([sys.executable, "stages/train.py", "--set", "train.epochs=50"], repo, env)
     wait_for_delivery(repo)

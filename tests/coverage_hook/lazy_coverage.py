@@ -17,6 +17,20 @@ import os
 import sys
 
 CONFIG_VARIABLE = "XORNET_TESTS_COVERAGE_CONFIG"
+# Set (by ``conftest.unmeasured_couriers``): background couriers are not measured.
+UNMEASURED_COURIERS_VARIABLE = "XORNET_TESTS_UNMEASURED_COURIERS"
+
+
+def is_background_courier(cmdline: str = "/proc/self/cmdline") -> bool:
+    """Whether this process is a courier a stage started (``-m xornet.tracking.courier
+    deliver``). Read from the command line: ``sys.argv`` is still ``-m`` while the
+    module's packages are imported."""
+    try:
+        with open(cmdline, "rb") as f:
+            argv = f.read().split(b"\0")
+    except OSError:
+        return False
+    return b"xornet.tracking.courier" in argv and b"deliver" in argv
 
 
 class StartCoverageOnXornetImport:
@@ -28,6 +42,8 @@ class StartCoverageOnXornetImport:
             return None
         sys.meta_path.remove(StartCoverageOnXornetImport)
         config = os.environ.get(CONFIG_VARIABLE)
+        if os.environ.get(UNMEASURED_COURIERS_VARIABLE) and is_background_courier():
+            config = None
         if config:
             import coverage
 
