@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from coverage_hook.lazy_coverage import CONFIG_VARIABLE as LAZY_COVERAGE_CONFIG
+from coverage_hook.lazy_coverage import UNMEASURED_COURIERS_VARIABLE
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BIN_DIR = Path(sys.executable).parent
@@ -85,7 +86,7 @@ def unmeasured_couriers(env: dict[str, str]) -> dict[str, str]:
     """``env`` in which the stages stay measured but the couriers they start do not
     (for tests whose couriers deliver what the courier tests measure already): a
     courier delivering a pipeline took 6-7.5 CPU-s unmeasured, 10-13 s measured."""
-    return {**env, "XORNET_TESTS_UNMEASURED_COURIERS": "1"}
+    return {**env, UNMEASURED_COURIERS_VARIABLE: "1"}
 
 
 def run(

@@ -95,7 +95,7 @@ def available_cpus() -> int:
 # One per CPU the process may use: on the idle 2-vCPU machine two threads train
 # (125 000, 16) 1.47x faster than one; on a machine kept busy by other work they
 # were measured ~5 % slower (34.3 vs 32.6 ms per epoch at (100 000, 16), load 3-9).
-THREADS = max(1, min(MAX_THREADS, available_cpus()))
+THREADS = min(MAX_THREADS, available_cpus())
 _pool: ThreadPoolExecutor | None = None
 
 
